@@ -1,0 +1,14 @@
+"""sweepflow: run whole W&B hyperparameter campaigns as one durable Prefect DAG.
+
+This package is the Prefect-free core: config models, backends, analysis and the CLI. Prefect tasks and flows
+live in the top-level ``tasks`` and ``flows`` packages and depend on this one, never the other way round.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("sweepflow")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]
