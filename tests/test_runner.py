@@ -1,0 +1,84 @@
+"""The runner, on real subprocess runs of the example training script and of scripts that misbehave."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from sweepflow.runner import RunProcess, RunSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "examples" / "train_digits.py"
+
+
+def _spec(tmp_path: Path, run_id: str, params: dict, argv: list[str] | None = None) -> RunSpec:
+    return RunSpec(
+        run_id=run_id,
+        argv=argv or [sys.executable, str(SCRIPT)],
+        params=params,
+        project="test",
+        run_dir=tmp_path / run_id,
+    )
+
+
+def _wait(run: RunProcess, timeout: float = 60) -> list[dict]:
+    rows: list[dict] = []
+    deadline = time.time() + timeout
+    while run.returncode() is None and time.time() < deadline:
+        rows += run.poll_rows()
+        time.sleep(0.2)
+    return rows + run.poll_rows()
+
+
+def test_run_gets_its_params_and_reports_metrics_live(tmp_path: Path) -> None:
+    run = RunProcess.start(_spec(tmp_path, "r1", {"epochs": 4, "hidden": 8, "activation": "tanh"}))
+    rows = _wait(run)
+    assert run.returncode() == 0
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert 0 < run.summary["final_val_acc"] <= 1
+
+
+def test_sigint_stop_keeps_the_rows_and_the_exit_record(tmp_path: Path) -> None:
+    run = RunProcess.start(_spec(tmp_path, "r2", {"epochs": 100000}))
+    rows: list[dict] = []
+    deadline = time.time() + 60
+    while len(rows) < 3 and time.time() < deadline:
+        rows += run.poll_rows()
+        time.sleep(0.1)
+    assert len(rows) >= 3, "no live rows within 60 s"
+    code = run.stop(grace=20)
+    rows += run.poll_rows()
+    assert run._log is not None and run._log.finished  # wandb wrote its exit record
+    assert code != -9 and len(rows) >= 3
+
+
+def test_a_script_that_ignores_sigint_and_sigterm_is_killed(tmp_path: Path) -> None:
+    stubborn = tmp_path / "stubborn.py"
+    stubborn.write_text(
+        "import signal, time\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    run = RunProcess.start(_spec(tmp_path, "r3", {}, [sys.executable, str(stubborn)]))
+    log = tmp_path / "r3" / "output.log"
+    deadline = time.time() + 20
+    while "ready" not in (log.read_text() if log.exists() else "") and time.time() < deadline:
+        time.sleep(0.05)
+    started = time.time()
+    assert run.stop(grace=0.5, term_grace=0.5) == -9
+    assert time.time() - started < 5
+
+
+def test_config_values_never_pass_through_a_shell(tmp_path: Path) -> None:
+    echo = tmp_path / "echo.py"
+    echo.write_text("import json, os, sys\nprint(open(os.environ['WANDB_SWEEP_PARAM_PATH']).read())\n")
+    nasty = "$(touch pwned); `touch pwned2` 'quoted' \"double\""
+    run = RunProcess.start(_spec(tmp_path, "r4", {"name": nasty}, [sys.executable, str(echo)]))
+    _wait(run, 20)
+    assert run.returncode() == 0
+    assert json.loads((tmp_path / "r4" / "output.log").read_text())["name"]["value"] == nasty
+    assert not list(tmp_path.rglob("pwned*"))
