@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,14 @@ def main() -> None:
         batch_size=int(cfg.batch_size),
         random_state=0,
     )
+    # scikit-learn's MLP swallows KeyboardInterrupt inside partial_fit ("Training interrupted by user"), so a
+    # stop request (SIGINT, as W&B's agent sends) would be ignored; end after the current epoch instead.
+    stop = []
+    signal.signal(signal.SIGINT, lambda *_: stop.append(True))
     best_val_loss, acc = float("inf"), 0.0
     for epoch in range(1, int(cfg.epochs) + 1):
+        if stop:
+            break
         # partial_fit needs the full label set up front: a batch may not contain every class.
         clf.partial_fit(x_train, y_train, classes=classes if epoch == 1 else None)
         best_val_loss = min(best_val_loss, log_loss(y_val, clf.predict_proba(x_val), labels=classes))

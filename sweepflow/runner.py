@@ -3,13 +3,15 @@
 The script is unmodified W&B code, so the runner speaks to it only the way W&B's agent does: environment
 variables (``WANDB_SWEEP_PARAM_PATH`` carries the chosen config, ``WANDB_MODE=offline`` keeps it local) and
 signals. Metrics come back from the run's own transaction log, which stays a normal offline run that
-``wandb sync`` can upload later. Stopping sends SIGINT first, because only SIGINT makes wandb write its exit
-record (SIGTERM loses unflushed rows), then SIGTERM, then SIGKILL, each after a grace period; signals go to the
-whole process group so a script's own workers (dataloaders, MPI) stop too.
+``wandb sync`` can upload later. Stopping sends SIGINT first, to the script alone, because only SIGINT makes
+wandb write its exit record (SIGTERM loses unflushed rows) and wandb's service process must outlive the script's
+shutdown; then SIGTERM, then SIGKILL, each after a grace period, to the whole process group so the script's
+own workers (dataloaders, MPI) stop too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -66,6 +68,7 @@ class RunProcess:
         self.proc = proc
         self.started_at = time.time()
         self._log: RunLog | None = None
+        self._stop_plan: list[tuple[signal.Signals, float]] | None = None
 
     @classmethod
     def start(cls, spec: RunSpec) -> RunProcess:
@@ -107,20 +110,36 @@ class RunProcess:
         """The exit code once the process has ended, else None (negative: killed by that signal)."""
         return self.proc.poll()
 
+    def begin_stop(self, grace: float = 10.0, term_grace: float = 5.0, *, now: float | None = None) -> None:
+        """Start stopping without waiting: SIGINT now; :meth:`advance_stop` escalates when a grace runs out."""
+        if self._stop_plan is None:
+            now = time.time() if now is None else now
+            self._stop_plan = [(signal.SIGTERM, now + grace), (signal.SIGKILL, now + grace + term_grace)]
+            # SIGINT to the script alone: wandb's own service process (in the same group) must stay up while
+            # the script's KeyboardInterrupt handler finishes the run and writes its exit record.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGINT)
+
+    def advance_stop(self, *, now: float | None = None) -> None:
+        """Send the next signal of a stop in progress if its grace period is over (non-blocking)."""
+        now = time.time() if now is None else now
+        while self._stop_plan and self.proc.poll() is None and now >= self._stop_plan[0][1]:
+            self._signal(self._stop_plan.pop(0)[0])
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_plan is not None
+
+    def _signal(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+
     def stop(self, grace: float = 10.0, term_grace: float = 5.0) -> int:
         """SIGINT, then SIGTERM after ``grace`` s, then SIGKILL after ``term_grace`` s; returns the exit code."""
-        for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, term_grace), (signal.SIGKILL, None)):
-            if self.proc.poll() is not None:
-                break
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        self.begin_stop(grace, term_grace)
+        while self.proc.poll() is None:
+            self.advance_stop()
+            time.sleep(0.02)
         code = self.proc.wait()
         self.poll_rows()  # the exit record and last rows land as the process ends
         return code
