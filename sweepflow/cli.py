@@ -6,6 +6,7 @@ User mistakes (a bad config, a missing file) end with a readable message and exi
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -85,3 +86,231 @@ def validate(
                 out.print(f"  [yellow]warning[/] {escape(str(issue))}")
     if not all(r.ok for r in results):
         raise typer.Exit(1)
+
+
+# -- the embedded backend's verbs, mirroring wandb's ---------------------------------------------------------
+
+StoreOption = Annotated[
+    str | None, typer.Option("--store", help="Store URL (default: $SWEEPFLOW_STORE_URL, else $SWEEPFLOW_HOME).")
+]
+FormatOption = Annotated[str, typer.Option("--format", help="text or json.")]
+
+
+def _backend(store: str | None):
+    from sweepflow.backends.local import LocalBackend
+
+    return LocalBackend(store)
+
+
+def _fail(message: str) -> typer.Exit:
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err.print(f"[red]error[/] {escape(message)}")
+    return typer.Exit(1)
+
+
+def _guard(func):
+    """Turn a user-caused error into one line on stderr and exit code 1 (no traceback)."""
+    import functools
+
+    from sweepflow.errors import SweepflowError
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except SweepflowError as exc:
+            raise _fail(str(exc)) from None
+
+    return wrapper
+
+
+@app.command("launch-sweep")
+@_guard
+def launch_sweep(
+    config: Annotated[Path | None, typer.Argument(help="The sweep config (YAML or JSON).")] = None,
+    queue: Annotated[str | None, typer.Option("--queue", "-q", help="Queue for the runs.")] = None,
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Project of the sweep.")] = None,
+    resume_id: Annotated[str | None, typer.Option("--resume_id", "-r", help="Resume this sweep.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Drive the sweep here and show progress until it ends.")] = False,
+    output: FormatOption = "text",
+    store: StoreOption = None,
+) -> None:
+    """Create a sweep (or resume one) on the embedded backend and start driving it."""
+    from sweepflow.config import load_sweep_config
+
+    backend = _backend(store)
+    if resume_id:
+        handle_id = resume_id
+        if backend.status(resume_id).state in ("stopped", "failed", "paused"):
+            backend.store.set_sweep_state(resume_id, "running", "resumed")
+        if not wait:
+            backend.ensure_controller(resume_id)
+    else:
+        if config is None:
+            raise _fail("give a sweep config file, or --resume_id ID.")
+        handle = backend.launch(
+            load_sweep_config(config),
+            project=project,
+            queue=queue,
+            config_dir=config.parent,
+            drive="none" if wait else "process",
+        )
+        handle_id = handle.id
+    if wait:
+        _wait_with_progress(backend, handle_id)
+    status = backend.status(handle_id)
+    if output == "json":
+        out.print_json(json.dumps({"sweep_id": status.id, **status.model_dump(mode="json")}))
+    else:
+        out.print(f"sweep {status.id}: {status.state}" + (f" ({status.reason})" if status.reason else ""))
+
+
+def _wait_with_progress(backend, sweep_id: str) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sweepflow.backends.local import drive
+    from sweepflow.controller import ControllerLeaseTaken
+
+    status = backend.status(sweep_id)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=out
+    ) as progress:
+        task = progress.add_task(f"sweep {sweep_id}", total=status.run_cap)
+        last = [0.0]
+
+        def show() -> None:
+            if time.time() - last[0] < 0.25:
+                return
+            last[0] = time.time()
+            s = backend.status(sweep_id)
+            ended = sum(n for k, n in s.counts.items() if k not in ("queued", "running"))
+            depth = s.counts.get("queued", 0)
+            best = f"best {s.metric}={s.best_value:.4g}" if s.best_value is not None else "no result yet"
+            progress.update(task, completed=ended, description=f"sweep {sweep_id} · {best} · queued {depth}")
+
+        try:
+            drive(backend, sweep_id, on_tick=show)
+        except ControllerLeaseTaken:  # a controller elsewhere drives it: just watch
+            while not backend.status(sweep_id).done:
+                show()
+                time.sleep(0.25)
+        last[0] = 0.0
+        show()
+
+
+@app.command("controller", hidden=True)
+@_guard
+def controller(sweep_id: str, store: StoreOption = None) -> None:
+    """Drive one sweep until it ends (started detached by launch-sweep and the flows)."""
+    from sweepflow.backends.local import drive
+    from sweepflow.controller import ControllerLeaseTaken
+
+    try:
+        drive(_backend(store), sweep_id)
+    except ControllerLeaseTaken as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command("launch-agent")
+@_guard
+def launch_agent(
+    queue: Annotated[str, typer.Option("--queue", "-q", help="The queue to serve.")],
+    max_jobs: Annotated[int, typer.Option("--max-jobs", "-j", help="Runs at once.")] = 1,
+    store: StoreOption = None,
+) -> None:
+    """Run an agent in the foreground: claim runs from QUEUE and run them (Ctrl-C stops it cleanly)."""
+    from sweepflow.agent import Agent
+
+    backend = _backend(store)
+    s = backend.settings
+    agent = Agent(
+        backend.store, queue, runs_dir=s.runs_dir, max_jobs=max_jobs, lease_ttl=s.lease_ttl, stop_grace=s.stop_grace
+    )
+    out.print(f"agent {agent.id} serving queue {queue!r} with {max_jobs} slot(s)")
+    try:
+        while True:
+            agent.tick()
+            time.sleep(s.poll_interval * 5)
+    except KeyboardInterrupt:
+        out.print("stopping: letting running runs finish their epoch...")
+    finally:
+        agent.shutdown()
+
+
+@app.command("sweep")
+@_guard
+def sweep_cmd(
+    sweep_id: str,
+    stop: Annotated[bool, typer.Option("--stop", help="No new runs; running runs finish.")] = False,
+    cancel: Annotated[bool, typer.Option("--cancel", help="No new runs; running runs are stopped.")] = False,
+    pause: Annotated[bool, typer.Option("--pause", help="No new runs until --resume.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Resume a paused or stopped sweep.")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Stop, cancel, pause or resume a sweep."""
+    chosen = [name for name, flag in (("stop", stop), ("cancel", cancel), ("pause", pause), ("resume", resume)) if flag]
+    if len(chosen) != 1:
+        raise _fail("give exactly one of --stop, --cancel, --pause, --resume.")
+    status = _backend(store).set_state(sweep_id, chosen[0])
+    out.print(f"sweep {status.id}: {status.state}")
+
+
+@app.command("sweeps")
+@_guard
+def sweeps_cmd(output: FormatOption = "text", store: StoreOption = None) -> None:
+    """List the sweeps in the store."""
+    backend = _backend(store)
+    rows = [backend.status(s.id).model_dump(mode="json") for s in backend.store.list_sweeps()]
+    if output == "json":
+        out.print_json(json.dumps(rows))
+        return
+    from rich.table import Table
+
+    table = Table("id", "state", "runs", "best", "cost $", "reason")
+    for r in rows:
+        best = "" if r["best_value"] is None else f"{r['metric']}={r['best_value']:.4g}"
+        table.add_row(
+            r["id"], r["state"], str(sum(r["counts"].values())), best, f"{r['cost_usd']:.4f}", r["reason"] or ""
+        )
+    out.print(table)
+
+
+@app.command("status")
+@_guard
+def status_cmd(sweep_id: str, output: FormatOption = "text", store: StoreOption = None) -> None:
+    """A sweep's state, run counts, best run and cost."""
+    status = _backend(store).status(sweep_id)
+    if output == "json":
+        out.print_json(status.model_dump_json())
+        return
+    out.print(f"sweep {status.id}: {status.state}" + (f" ({status.reason})" if status.reason else ""))
+    out.print("runs: " + ", ".join(f"{k} {v}" for k, v in sorted(status.counts.items())) or "none")
+    if status.best_run_id:
+        out.print(f"best: run {status.best_run_id}, {status.metric}={status.best_value:.6g}")
+    out.print(f"cost: ${status.cost_usd:.4f}")
+
+
+@app.command("runs")
+@_guard
+def runs_cmd(
+    sweep_id: str,
+    output: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    store: StoreOption = None,
+) -> None:
+    """Every run of a sweep: config, state and summary metrics."""
+    runs = _backend(store).runs(sweep_id)
+    if output == "json":
+        out.print_json(json.dumps([r.model_dump(mode="json") for r in runs]))
+        return
+    from sweepflow.analysis import runs_frame
+
+    frame = runs_frame(runs)
+    if output == "csv":
+        print(frame.to_csv(index=False), end="")
+        return
+    from rich.table import Table
+
+    table = Table(*frame.columns)
+    for row in frame.itertuples(index=False):
+        table.add_row(*("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+    out.print(table)

@@ -135,5 +135,6 @@ class HyperbandStopper:
 def _reason(run: SweepRun) -> str:
     # The engine explains itself in free-text lines; keep the verdict line ("Band: 3 Metric: .. Threshold: ..").
     lines = (run.early_terminate_info or {}).get("lines") or []
-    verdict = next((" ".join(str(line).split()) for line in lines if "STOP" in str(line)), "behind at a band")
+    mine = [" ".join(str(line).split()) for line in lines if f"Run: {run.name} " in str(line) and "STOP" in str(line)]
+    verdict = mine[-1] if mine else "behind at a band"
     return f"hyperband: {verdict}"

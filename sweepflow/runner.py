@@ -17,7 +17,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,7 @@ class RunProcess:
         self._stop_plan: list[tuple[signal.Signals, float]] | None = None
 
     @classmethod
-    def start(cls, spec: RunSpec) -> RunProcess:
+    def start(cls, spec: RunSpec, *, preexec_fn: Callable[[], None] | None = None) -> RunProcess:
         """Write the param file and start the script. Values travel in a JSON file, never through a shell."""
         spec.run_dir.mkdir(parents=True, exist_ok=True)
         params = {name: {"value": value} for name, value in spec.params.items()}
@@ -85,6 +85,7 @@ class RunProcess:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: signals reach the script's children too
+                preexec_fn=preexec_fn,
             )
         return cls(spec, proc)
 

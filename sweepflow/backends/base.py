@@ -112,6 +112,9 @@ class Backend(ABC):
     def runs(self, sweep_id: str) -> list[RunRecord]:
         """Every run of the sweep, oldest first."""
 
+    def ensure_driven(self, sweep_id: str) -> None:  # noqa: B027  a no-op where the backend drives itself
+        """Make sure something drives the sweep (a sensor calls this while it waits); W&B's cloud needs nothing."""
+
     @abstractmethod
     def set_state(self, sweep_id: str, action: Literal["pause", "resume", "stop", "cancel"]) -> SweepStatus:
         """Pause (no new runs), resume, stop (let running runs finish) or cancel (kill running runs)."""

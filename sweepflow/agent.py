@@ -1,0 +1,160 @@
+"""The launch agent of the embedded backend: claims queued runs and runs them, like ``wandb launch-agent``.
+
+An agent serves one queue with ``max_jobs`` slots. Each :meth:`Agent.tick` (non-blocking, so tests and the
+embedded pool can drive it) reports metrics of running runs into the store, heartbeats its leases, acts on stop
+requests, records how finished runs ended, and claims new work. An agent that dies stops heartbeating; its leases
+expire and the store marks its runs crashed, and the kernel kills its run processes with it (parent-death signal)
+so no orphan keeps training unobserved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweepflow.config import SweepConfig
+from sweepflow.jobs import JobError, ResolvedJob, build_command
+from sweepflow.runner import RunProcess, RunSpec
+from sweepflow.store import Claim, Store
+
+
+@dataclass
+class _Active:
+    claim: Claim
+    proc: RunProcess
+    stop_reason: str | None = None
+    rows_seen: int = 0
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # Linux PR_SET_PDEATHSIG = 1: the run gets SIGKILL if the agent process dies (kill -9 included).
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+
+
+class Agent:
+    """Runs the runs of one queue, ``max_jobs`` at a time."""
+
+    def __init__(
+        self,
+        store: Store,
+        queue: str,
+        *,
+        runs_dir: Path,
+        max_jobs: int = 1,
+        lease_ttl: float = 30.0,
+        stop_grace: float = 10.0,
+        term_grace: float = 5.0,
+        agent_id: str | None = None,
+        cwd: Path | None = None,
+    ):
+        self.store = store
+        self.queue = queue
+        self.runs_dir = runs_dir
+        self.max_jobs = max_jobs
+        self.lease_ttl = lease_ttl
+        self.stop_grace, self.term_grace = stop_grace, term_grace
+        self.cwd = cwd
+        self.id = store.register_agent(queue, max_jobs=max_jobs, agent_id=agent_id).id
+        self.active: dict[int, _Active] = {}
+        self.started = 0
+        self.dispatch_latencies: list[float] = []  # slot freed -> next run started, seconds (for bench/)
+        self._slot_freed_at: float | None = None
+
+    def tick(self, now: float | None = None, *, claim: bool = True) -> None:
+        """One round: report, heartbeat, stop, reap finished processes, claim new runs (unless ``claim=False``)."""
+        now = time.time() if now is None else now
+        for item_id, active in list(self.active.items()):
+            self._report(item_id, active)
+            active.proc.advance_stop(now=now)
+            code = active.proc.returncode()
+            if code is not None:
+                self._finish(item_id, active, code, now)
+        beat = self.store.heartbeat(self.id, list(self.active), ttl=self.lease_ttl, now=now)
+        for item_id in beat.lost:
+            if item_id in self.active:  # our lease was reaped: the outcome will not be recorded, stop at once
+                self.active.pop(item_id).proc.stop(grace=0.5, term_grace=0.5)
+        for item_id, reason in beat.stop.items():
+            active = self.active.get(item_id)
+            if active is not None and not active.proc.stopping:
+                active.stop_reason = reason
+                active.proc.begin_stop(self.stop_grace, self.term_grace, now=now)
+        while claim and len(self.active) < self.max_jobs:
+            got = self.store.claim_next(self.queue, self.id, lease_ttl=self.lease_ttl, now=now)
+            if got is None:
+                break
+            self._start(got, now)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.active)
+
+    def _report(self, item_id: int, active: _Active) -> None:
+        rows = active.proc.poll_rows()
+        if rows:
+            rows = [r for r in rows if isinstance(r.get("_step"), int)]
+            self.store.append_history(active.claim.run.id, rows, summary=active.proc.summary, item_id=item_id)
+
+    def _finish(self, item_id: int, active: _Active, code: int, now: float) -> None:
+        self._report(item_id, active)
+        summary = active.proc.summary
+        run = active.claim.run
+        state = "stopped" if active.stop_reason else "finished" if code == 0 else "failed"
+        queue = self.store.get_queue(self.queue)
+        runtime = max(0.0, now - active.proc.started_at)
+        cost = (queue.cost_per_hour or 0.0) * runtime / 3600.0 if queue else 0.0
+        extra = summary.get("gpu_cost_usd")
+        if isinstance(extra, int | float):
+            cost += float(extra)  # a run may log what its accelerator cost it
+        reason = active.stop_reason or (None if code == 0 else f"exit code {code}; see {active.proc.spec.run_dir}")
+        self.store.mark_run_finished(
+            run.id, state, exit_code=code, summary=summary, cost_usd=cost, stop_reason=reason, item_id=item_id, now=now
+        )
+        del self.active[item_id]
+        self._slot_freed_at = time.perf_counter()
+
+    def _start(self, claim: Claim, now: float) -> None:
+        run = claim.run
+        sweep = self.store.get_sweep(run.sweep_id)
+        assert sweep is not None
+        config = SweepConfig.model_validate(sweep.config)
+        run_dir = self.runs_dir / sweep.id / run.id
+        try:
+            job = ResolvedJob(program=Path(config.program) if config.program else None)
+            argv = build_command(config, run.config, job=job, work_dir=run_dir)
+        except JobError as exc:
+            if self.store.mark_run_started(run.id, self.id, item_id=claim.item.id, now=now):
+                self.store.mark_run_finished(run.id, "failed", stop_reason=str(exc), item_id=claim.item.id, now=now)
+            return
+        if self.store.mark_run_started(run.id, self.id, item_id=claim.item.id, now=now) is None:
+            return  # the claim went away (sweep ended, lease reaped) between claim and start
+        spec = RunSpec(
+            run_id=run.id,
+            argv=argv,
+            params=run.config,
+            project=sweep.project,
+            run_dir=run_dir,
+            sweep_id=sweep.id,
+            cwd=self.cwd,
+        )
+        self.active[claim.item.id] = _Active(claim, RunProcess.start(spec, preexec_fn=_die_with_parent))
+        self.started += 1
+        if self._slot_freed_at is not None:
+            self.dispatch_latencies.append(time.perf_counter() - self._slot_freed_at)
+            self._slot_freed_at = None
+
+    def shutdown(self, reason: str = "agent shut down") -> None:
+        """Stop every run politely, record them as stopped, and leave the queue."""
+        for item_id, active in list(self.active.items()):
+            active.stop_reason = active.stop_reason or reason
+            code = active.proc.stop(self.stop_grace, self.term_grace)
+            self._finish(item_id, active, code, time.time())
+        self.store.deregister_agent(self.id)
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "queue": self.queue, "max_jobs": self.max_jobs, "running": len(self.active)}

@@ -1,0 +1,252 @@
+"""The sweep's scheduler on this machine: what W&B's sweep controller does, driven from the store.
+
+A controller owns one sweep through a lease in the store, so a second controller refuses to drive it (two
+controllers are how W&B users get duplicate runs). Every decision is re-derived from the store on each
+:meth:`Controller.tick`, so a controller that crashed is replaced by a new one that simply continues: nothing
+lives only in memory. The store itself refuses a run over ``run_cap`` or a config the sweep already ran, so
+even a bug here cannot break those two promises.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sweepflow.config import SweepConfig
+from sweepflow.engine import HyperbandStopper, Trial, searcher_for
+from sweepflow.store import (
+    DuplicateConfigError,
+    RunCapReachedError,
+    RunState,
+    Store,
+    Sweep,
+    SweepInactiveError,
+    SweepState,
+)
+
+# How W&B's engine names our run states (stopped-early runs have real metrics: they count as finished).
+_ENGINE_STATE = {
+    RunState.QUEUED: "pending",
+    RunState.RUNNING: "running",
+    RunState.FINISHED: "finished",
+    RunState.STOPPED: "finished",
+    RunState.FAILED: "failed",
+    RunState.CRASHED: "crashed",
+    RunState.KILLED: "killed",
+    RunState.PREEMPTED: "preempted",
+}
+_FAILED = (RunState.FAILED, RunState.CRASHED)
+MAX_DUPLICATE_DRAWS = 50  # a random search over a small discrete space runs out of new configs
+
+
+class ControllerLeaseTaken(Exception):
+    """Another live controller drives this sweep."""
+
+
+def process_gone(host: str | None, pid: int | None) -> bool:
+    """Whether ``pid`` on ``host`` is known to be dead: only answerable for processes of this host."""
+    if host != socket.gethostname() or pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a killed child not yet reaped by its parent is a zombie: dead, though kill(pid, 0) succeeds
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """Whether a lease owner (``host:pid:nonce``) is a process of this host that no longer exists."""
+    host, _, rest = (owner or "").partition(":")
+    pid = rest.partition(":")[0]
+    return pid.isdigit() and process_gone(host, int(pid))
+
+
+@dataclass
+class ControllerSettings:
+    """Knobs of a controller; the defaults are W&B's behaviour where W&B has one."""
+
+    lease_ttl: float = 30.0
+    max_consecutive_failures: int = 5  # stop a sweep whose runs keep failing, with that reason
+    queue: str = "default"
+    priority: int | str | None = None
+    hyperband_every: float = 0.5  # seconds between Hyperband evaluations (each reads all histories)
+
+
+class Controller:
+    """Drives one sweep: keeps ``num_workers`` runs in flight, applies Hyperband, ends the sweep."""
+
+    def __init__(
+        self,
+        store: Store,
+        sweep_id: str,
+        *,
+        settings: ControllerSettings | None = None,
+        owner: str | None = None,
+        rng: np.random.Generator | None = None,
+    ):
+        self.store = store
+        self.sweep_id = sweep_id
+        self.settings = settings or ControllerSettings()
+        # host:pid:nonce, so a launcher on this host can tell a dead controller's lease from a live one.
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        sweep = self._sweep()
+        self.config = SweepConfig.model_validate(sweep.config)
+        self.searcher = searcher_for(self.config, rng)
+        self.stopper = HyperbandStopper(self.config)
+        self._last_hyperband = -math.inf
+        self._exhausted = False
+
+    def _sweep(self) -> Sweep:
+        sweep = self.store.get_sweep(self.sweep_id)
+        if sweep is None:
+            raise KeyError(self.sweep_id)
+        return sweep
+
+    def tick(self, now: float | None = None) -> bool:
+        """One round of decisions. Returns False once the sweep has ended (or was never ours to drive)."""
+        now = time.time() if now is None else now
+        self.store.reap_expired(now=now)
+        if not self.store.acquire_controller_lease(self.sweep_id, self.owner, self.settings.lease_ttl, now=now):
+            raise ControllerLeaseTaken(f"sweep {self.sweep_id} is driven by another controller")
+        sweep = self._sweep()
+        if sweep.state.is_terminal:
+            self.store.release_controller_lease(self.sweep_id, self.owner)
+            return False
+        if sweep.state is SweepState.PAUSED:
+            return True
+        if sweep.state is SweepState.PENDING:
+            self.store.set_sweep_state(self.sweep_id, SweepState.RUNNING, expect=[SweepState.PENDING], now=now)
+        runs = self.store.runs(self.sweep_id)
+        reason = self._end_reason(runs)
+        if reason is None:
+            self._apply_hyperband(runs, now)
+            self._fill_slots(sweep, runs, now)
+            runs = self.store.runs(self.sweep_id)
+            reason = self._end_reason(runs)
+        if reason is not None:
+            state, why = reason
+            why += self._metric_note(runs)
+            self.store.set_sweep_state(self.sweep_id, state, why, expect=[SweepState.RUNNING], now=now)
+            self.store.release_controller_lease(self.sweep_id, self.owner)
+            return False
+        return True
+
+    def release(self) -> None:
+        """Give up the lease (a clean exit); the next controller may take over at once."""
+        self.store.release_controller_lease(self.sweep_id, self.owner)
+
+    # -- decisions ------------------------------------------------------------------------------------------
+
+    def _trials(self, runs: list[Any], histories: dict[str, list[dict[str, Any]]] | None = None) -> list[Trial]:
+        trials = [
+            Trial(f"prior-{i}", p["config"], "finished", p.get("summary", {}), p.get("history", []))
+            for i, p in enumerate(self._sweep().prior_runs or [])
+        ]
+        for run in runs:
+            history = (histories or {}).get(run.id, [])
+            trials.append(Trial(run.id, run.config, _ENGINE_STATE[run.state], run.summary, history))
+        return trials
+
+    def _apply_hyperband(self, runs: list[Any], now: float) -> None:
+        running = [r for r in runs if r.state is RunState.RUNNING and r.stop_requested is None]
+        if not self.stopper.enabled or not running or now - self._last_hyperband < self.settings.hyperband_every:
+            return
+        self._last_hyperband = now
+        trials = self._trials(runs, self.store.histories(self.sweep_id))
+        for run_id, why in self.stopper.to_stop(trials).items():
+            if any(r.id == run_id for r in running):
+                self.store.request_stop(run_id, why, now=now)
+
+    def _fill_slots(self, sweep: Sweep, runs: list[Any], now: float) -> None:
+        in_flight = sum(r.state in (RunState.QUEUED, RunState.RUNNING) for r in runs)
+        free = self.config.num_workers - in_flight
+        if free <= 0 or self._exhausted:
+            return
+        histories = self.store.histories(self.sweep_id) if self.config.method == "bayes" else None
+        trials = self._trials(runs, histories)
+        duplicates = 0
+        while free > 0:
+            if sweep.run_cap is not None and len(trials) - len(sweep.prior_runs or []) >= sweep.run_cap:
+                return
+            suggestion = self.searcher.suggest(trials)
+            if suggestion is None:
+                self._exhausted = True
+                return
+            try:
+                run = self.store.add_run(
+                    self.sweep_id,
+                    suggestion,
+                    queue=self.settings.queue,
+                    priority=self.settings.priority,
+                    search_info=getattr(self.searcher, "last_info", None),
+                    owner=self.owner,
+                    now=now,
+                )
+            except DuplicateConfigError:
+                duplicates += 1
+                if duplicates >= MAX_DUPLICATE_DRAWS:
+                    self._exhausted = True  # every draw repeats a config: the space is used up
+                    return
+                continue
+            except (RunCapReachedError, SweepInactiveError):
+                return
+            trials.append(Trial(run.id, run.config, "pending"))
+            free -= 1
+
+    def _metric_note(self, runs: list[Any]) -> str:
+        """Say so when no run produced a usable value of the sweep's metric (never logged, or NaN)."""
+        metric = self.config.metric
+        if metric is None or not runs:
+            return ""
+        values = [r.summary.get(metric.name) for r in runs]
+        if all(v is None for v in values):
+            return f"; no run logged the metric {metric.name!r}"
+        if not any(isinstance(v, int | float) and math.isfinite(v) for v in values):
+            return f"; no run logged a finite value of {metric.name!r} (NaN or infinite)"
+        return ""
+
+    def _end_reason(self, runs: list[Any]) -> tuple[SweepState, str] | None:
+        metric = self.config.metric
+        if metric is not None and metric.target is not None:
+            for run in runs:
+                value = run.summary.get(metric.name)
+                if isinstance(value, int | float) and (
+                    value <= metric.target if metric.goal == "minimize" else value >= metric.target
+                ):
+                    return SweepState.FINISHED, f"run {run.id} reached the target {metric.name}={metric.target}"
+        ended = sorted((r for r in runs if r.state.is_terminal), key=lambda r: (r.ended_at or 0, r.number))
+        streak = 0
+        for run in reversed(ended):
+            if run.state not in _FAILED:
+                break
+            streak += 1
+        limit = self.settings.max_consecutive_failures
+        if limit and streak >= limit:
+            last = ended[-1]
+            detail = last.stop_reason or (f"exit code {last.exit_code}" if last.exit_code is not None else "")
+            return (
+                SweepState.FAILED,
+                f"{streak} runs in a row failed (last: {last.state.value}{': ' + detail if detail else ''})",
+            )
+        in_flight = any(r.state in (RunState.QUEUED, RunState.RUNNING) for r in runs)
+        if in_flight:
+            return None
+        cap = self._sweep().run_cap
+        if cap is not None and len(runs) >= cap:
+            return SweepState.FINISHED, f"run_cap {cap} reached"
+        if self._exhausted:
+            return SweepState.FINISHED, "search space exhausted" if self.config.method == "grid" else "no new configs"
+        return None

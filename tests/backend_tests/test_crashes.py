@@ -1,0 +1,99 @@
+"""kill -9 at the worst moments: the controller mid-sweep, an agent mid-run. Nothing duplicated, nothing lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from sweepflow.backends.local import LocalBackend
+from tests.backend_tests.conftest import curve_config, sweep
+
+
+def _until(predicate: Callable[[], object], timeout: float, what: str) -> object:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _pid(owner: str | None) -> int:
+    return int((owner or "").split(":")[1])
+
+
+@pytest.fixture
+def reaper(backend: LocalBackend) -> Iterator[list[subprocess.Popen]]:
+    """Processes a test started; whatever survives the test is stopped, and every sweep cancelled."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for s in backend.store.list_sweeps():
+        backend.set_state(s.id, "cancel")
+    for proc in started:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    for s in backend.store.list_sweeps():  # controllers exit once their sweep is cancelled
+        if s.lease_owner and not _until(lambda s=s: not backend.controller_alive(s.id), 30, "controller exit"):
+            os.kill(_pid(s.lease_owner), signal.SIGKILL)
+
+
+def test_kill_9_of_the_controller_then_resume(backend: LocalBackend, reaper: list) -> None:
+    config = sweep(curve_config(run_cap=6, scheduler={"num_workers": 2}, parameters={
+        "quality": {"min": 0.5, "max": 2.0}, "epochs": {"value": 8}, "sleep": {"value": 0.3}}))  # fmt: skip
+    handle = backend.launch(config, key="campaign/coarse")
+    store = backend.store
+    _until(lambda: store.counts(handle.id).get("finished", 0) >= 2, 90, "two finished runs")
+    before = {r.id: r for r in store.runs(handle.id)}
+    finished_before = {i for i, r in before.items() if r.state.value == "finished"}
+    os.kill(_pid(store.get_sweep(handle.id).lease_owner), signal.SIGKILL)
+
+    again = backend.launch(config, key="campaign/coarse")  # what a re-run flow does
+    assert (again.id, again.created) == (handle.id, False)
+    # The flow's sensor keeps the sweep driven while it waits (the kill may not have landed at launch time).
+    _until(lambda: backend.ensure_driven(handle.id) or backend.status(handle.id).done, 120, "the resumed sweep")
+
+    runs = store.runs(handle.id)
+    status = backend.status(handle.id)
+    assert status.state == "finished" and len(runs) == 6  # run_cap exact, counting the crashed runs
+    assert len({json.dumps(r.config, sort_keys=True) for r in runs}) == 6  # no config twice
+    after = {r.id: r for r in runs}
+    assert all(after[i].state.value == "finished" and after[i].summary == before[i].summary for i in finished_before)
+    lost = [r for r in runs if r.state.value == "crashed"]
+    assert all("lease expired" in (r.stop_reason or "") for r in lost)
+
+
+def test_kill_9_of_an_agent_mid_run(backend: LocalBackend, settings, reaper: list) -> None:
+    store = backend.store
+    agent_cmd = [sys.executable, "-m", "sweepflow", "launch-agent", "--queue", "qa", "--max-jobs", "1"]
+    first = subprocess.Popen(agent_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reaper.append(first)
+    _until(lambda: store.live_agents("qa"), 30, "agent registration")
+    config = sweep(curve_config(run_cap=3, queue="qa", parameters={
+        "quality": {"min": 0.5, "max": 2.0}, "epochs": {"value": 6}, "sleep": {"value": 0.4}}))  # fmt: skip
+    handle = backend.launch(config, key="agent-crash")
+    victim = _until(lambda: [r for r in store.runs(handle.id) if r.state.value == "running"], 60, "a running run")[0]
+    os.kill(first.pid, signal.SIGKILL)
+    killed_at = time.time()
+    _until(lambda: store.get_run(victim.id).state.value == "crashed", settings.lease_ttl + 10, "crashed state")
+    assert time.time() - killed_at <= settings.lease_ttl + 5  # detected by lease expiry, not by luck
+    assert "lease expired" in store.get_run(victim.id).stop_reason
+
+    second = subprocess.Popen(agent_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reaper.append(second)
+    _until(lambda: backend.status(handle.id).done, 90, "the sweep to end")
+    runs = store.runs(handle.id)
+    assert backend.status(handle.id).state == "finished" and len(runs) == 3
+    assert sorted(r.state.value for r in runs) == ["crashed", "finished", "finished"]

@@ -1,0 +1,105 @@
+"""The embedded backend end to end: real controller, real agents, real subprocess runs of W&B scripts."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+
+import pytest
+
+from sweepflow.backends.local import LocalBackend, drive
+from sweepflow.jobs import JobError
+from tests.backend_tests.conftest import curve_config, sweep
+
+
+def _finish(backend: LocalBackend, config: dict, key: str = "k") -> tuple[str, list]:
+    handle = backend.launch(sweep(config), key=key, drive="none")
+    drive(backend, handle.id)
+    return handle.id, backend.runs(handle.id)
+
+
+def test_grid_of_six_points_with_two_workers_runs_each_config_exactly_once(backend: LocalBackend) -> None:
+    config = curve_config(
+        method="grid",
+        scheduler={"num_workers": 2},
+        parameters={"quality": {"values": [0.5, 1.0, 1.5]}, "epochs": {"values": [2, 3]}, "sleep": {"value": 0.0}},
+    )
+    sweep_id, runs = _finish(backend, config)
+    configs = [(r.config["quality"], r.config["epochs"]) for r in runs]
+    assert len(runs) == 6 and len(set(configs)) == 6
+    assert all(r.state == "finished" and r.exit_code == 0 for r in runs)
+    status = backend.status(sweep_id)
+    assert (status.state, status.reason) == ("finished", "search space exhausted")
+    assert status.best_value == pytest.approx(0.5 * (1 + 1 / 3))  # quality 0.5, 3 epochs: the lowest summary loss
+    # Two runs were in flight at once at some point: their lifetimes overlap.
+    spans = sorted((r.started_at, r.ended_at) for r in runs)
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans))
+
+
+def test_random_with_run_cap_seven_runs_exactly_seven(backend: LocalBackend) -> None:
+    sweep_id, runs = _finish(backend, curve_config(run_cap=7, scheduler={"num_workers": 3}))
+    assert len(runs) == 7 and backend.status(sweep_id).reason == "run_cap 7 reached"
+    assert len({json.dumps(r.config, sort_keys=True) for r in runs}) == 7
+
+
+def test_bayes_completes_and_records_its_suggestions(backend: LocalBackend) -> None:
+    _sweep_id, runs = _finish(backend, curve_config(method="bayes", run_cap=5))
+    assert len(runs) == 5 and all(r.state == "finished" for r in runs)
+    infos = [backend.store.get_run(r.id).search_info for r in runs]
+    assert all(info and "expected_improvement" in info for info in infos[1:]), infos
+
+
+def test_hyperband_stops_the_clearly_worse_run_and_records_why(backend: LocalBackend) -> None:
+    config = curve_config(
+        method="grid",
+        early_terminate={"type": "hyperband", "min_iter": 2, "eta": 2},
+        parameters={"quality": {"values": [1.0, 1.1, 50.0]}, "epochs": {"value": 12}, "sleep": {"value": 0.15}},
+    )
+    _sweep_id, runs = _finish(backend, config)
+    by_quality = {r.config["quality"]: r for r in runs}
+    bad = by_quality[50.0]
+    assert bad.state == "stopped" and bad.stop_reason.startswith("hyperband:")
+    assert f"Run: {bad.id}" in bad.stop_reason and "Threshold" in bad.stop_reason
+    assert len(backend.store.history(bad.id)) < 12  # it was cut short
+    assert by_quality[1.0].state == "finished"
+
+
+def test_unknown_job_and_missing_program_fail_before_anything_is_created(backend: LocalBackend, tmp_path) -> None:
+    with pytest.raises(JobError, match="job"):
+        backend.launch(
+            sweep({**{k: v for k, v in curve_config().items() if k != "program"}, "job": "proj/nope:latest"}),
+            key="a",
+            config_dir=tmp_path,
+        )
+    with pytest.raises(JobError, match="program"):
+        backend.launch(sweep(curve_config(program=str(tmp_path / "absent.py"))), key="b")
+    assert backend.store.list_sweeps() == []
+
+
+def test_a_script_that_always_fails_ends_the_sweep_with_the_reason(backend: LocalBackend) -> None:
+    config = curve_config(run_cap=20, parameters={"quality": {"min": 0.5, "max": 2.0}, "fail": {"value": True}})
+    sweep_id, runs = _finish(backend, config)
+    status = backend.status(sweep_id)
+    assert status.state == "failed" and "5 runs in a row failed" in status.reason and "exit code 1" in status.reason
+    assert len(runs) == 5 and all(r.state == "failed" for r in runs)
+
+
+def test_metric_never_logged_and_nan_metric_end_with_a_clear_message(backend: LocalBackend) -> None:
+    never = curve_config(run_cap=2, parameters={"quality": {"min": 0.5, "max": 2.0}, "metric": {"value": "other"}})
+    sweep_id, runs = _finish(backend, never, key="never")
+    status = backend.status(sweep_id)
+    assert status.state == "finished" and "no run logged the metric 'loss'" in status.reason
+    assert status.best_run_id is None
+    nan = curve_config(run_cap=2, parameters={"quality": {"min": 0.5, "max": 2.0}, "nan": {"value": True}})
+    sweep_id, runs = _finish(backend, nan, key="nan")
+    assert "NaN" in backend.status(sweep_id).reason
+    assert collections.Counter(r.state for r in runs) == {"finished": 2}
+
+
+def test_launch_is_get_or_create_on_its_key(backend: LocalBackend) -> None:
+    first = backend.launch(sweep(curve_config(run_cap=2)), key="stage-a", drive="none")
+    again = backend.launch(sweep(curve_config(run_cap=2)), key="stage-a", drive="none")
+    other = backend.launch(sweep(curve_config(run_cap=2)), key="stage-b", drive="none")
+    assert (first.created, again.created, other.created) == (True, False, True)
+    assert first.id == again.id != other.id

@@ -1,0 +1,129 @@
+"""Opening a store: URL resolution, SQLite settings, schema creation and the version check."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from sweepflow.store import (
+    SCHEMA_VERSION,
+    RunState,
+    SchemaVersionError,
+    Store,
+    StoreError,
+    SweepState,
+    default_url,
+    get_store,
+)
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+def _schema_sql(path: Path) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(path) as con:
+        rows = con.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"
+        ).fetchall()
+    con.close()
+    return rows
+
+
+def test_none_is_the_file_under_sweepflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "not" / "yet" / "there"
+    monkeypatch.setenv("SWEEPFLOW_HOME", str(home))
+    with get_store() as store:
+        assert store.url == f"sqlite:///{home / 'sweepflow.db'}"
+        store.create_sweep("k", "p", {})
+    assert (home / "sweepflow.db").is_file()  # the directory was created on first use
+    with get_store(None) as again:
+        assert again.find_sweep("k") is not None
+
+
+def test_sweepflow_home_defaults_to_dot_sweepflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SWEEPFLOW_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_url() == f"sqlite:///{tmp_path / '.sweepflow' / 'sweepflow.db'}"
+
+
+def test_urls_and_instances(tmp_path: Path) -> None:
+    with get_store(f"sqlite:///{tmp_path / 'a.db'}") as store:
+        assert get_store(store) is store
+    with get_store("sqlite://") as memory, get_store("sqlite:///:memory:") as other:
+        memory.create_sweep("k", "p", {})
+        assert other.find_sweep("k") is None  # each in-memory store is its own database
+        assert memory.find_sweep("k") is not None
+    with pytest.raises(StoreError, match="SQLite URLs only"):
+        get_store("postgresql://localhost/sweepflow")
+
+
+def test_file_connections_use_wal_fk_and_a_busy_timeout(tmp_path: Path) -> None:
+    with get_store(f"sqlite:///{tmp_path / 's.db'}") as store, store._engine.connect() as conn:
+        pragma = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
+        assert pragma("journal_mode") == "wal"
+        assert pragma("foreign_keys") == 1
+        assert pragma("busy_timeout") == 30_000
+        assert pragma("synchronous") == 1  # NORMAL: WAL's crash-safe setting
+
+
+def test_schema_creation_is_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    Store(f"sqlite:///{path}").close()
+    Store(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    con.close()
+
+
+def test_a_newer_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    Store(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as con:
+        con.execute("INSERT INTO schema_version VALUES (?, 0)", (SCHEMA_VERSION + 1,))
+    con.close()
+    with pytest.raises(SchemaVersionError, match=f"version {SCHEMA_VERSION + 1}, newer than .*\\({SCHEMA_VERSION}\\)"):
+        get_store(f"sqlite:///{path}")
+
+
+def test_an_older_version_without_a_migration_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "past.db"
+    with sqlite3.connect(path) as con:
+        con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at FLOAT NOT NULL)")
+        con.execute("INSERT INTO schema_version VALUES (0, 0)")
+    con.close()
+    with pytest.raises(SchemaVersionError, match="no upgrade path"):
+        get_store(f"sqlite:///{path}")
+
+
+@pytest.fixture
+def v1_db(tmp_path: Path) -> Path:
+    path = tmp_path / "v1.db"
+    with sqlite3.connect(path) as con:
+        con.executescript((ASSETS / "store_v1.sql").read_text())
+    con.close()
+    return path
+
+
+def test_the_current_schema_is_still_version_1(tmp_path: Path, v1_db: Path) -> None:
+    """Changing a table without bumping SCHEMA_VERSION (and adding an asset + migration) fails here."""
+    assert SCHEMA_VERSION == 1
+    Store(f"sqlite:///{tmp_path / 'fresh.db'}").close()
+    assert _schema_sql(tmp_path / "fresh.db") == _schema_sql(v1_db)
+
+
+def test_a_version_1_database_opens_and_works(v1_db: Path) -> None:
+    with get_store(f"sqlite:///{v1_db}") as store:
+        assert store.check() == []
+        sweep = store.find_sweep("v1/stage")
+        assert sweep.state is SweepState.RUNNING and sweep.run_cap == 3 and sweep.lease_owner == "ctl"
+        assert sweep.prior_runs == [{"config": {"lr": 0.5}, "summary": {"loss": 0.3}}]
+        done, waiting = store.runs(sweep.id)
+        assert (done.state, done.summary, done.search_info) == (RunState.FINISHED, {"loss": 0.5}, {"method": "grid"})
+        assert store.history(done.id) == [{"_step": 0, "loss": 1.0}, {"_step": 1, "loss": 0.5}]
+        assert waiting.state is RunState.QUEUED
+        assert store.get_queue("gpu").resource_args == {"gpus": 1}
+        claim = store.claim_next("gpu", "agent-2", lease_ttl=30)
+        assert claim.run.id == waiting.id and claim.item.id == 2
+        third = store.add_run(sweep.id, {"lr": 0.5}, queue="gpu")
+        assert third.number == 3 and max(i.id for i in store.queue_items("gpu")) == 3  # AUTOINCREMENT kept
