@@ -54,6 +54,7 @@ def ranked(frame: pd.DataFrame, metric: Metric) -> pd.DataFrame:
     column = SUMMARY + metric.name
     if frame.empty or column not in frame:
         return frame.iloc[0:0]
+    frame = frame.reset_index(drop=True)  # frames of several stages may repeat index labels
     values = pd.to_numeric(frame[column], errors="coerce")
     usable = frame[frame["state"].isin(USABLE_STATES) & values.notna() & np.isfinite(values.astype(float))]
     return usable.assign(**{column: values[usable.index]}).sort_values(

@@ -314,3 +314,33 @@ def runs_cmd(
     for row in frame.itertuples(index=False):
         table.add_row(*("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
     out.print(table)
+
+
+@app.command("demo")
+@_guard
+def demo(
+    key: Annotated[str | None, typer.Option("--key", help="Campaign key; the same key resumes (default: new).")] = None,
+) -> None:
+    """Run the demo campaign: a coarse random stage with Hyperband, then a bayes stage on the narrowed space."""
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    import flows
+    from flows.sweep_pipeline import sweep_pipeline
+
+    spec = Path(flows.__file__).resolve().parents[1] / "deployments" / "digits-campaign.yaml"
+    if not spec.is_file():
+        raise _fail(f"the demo campaign is not at {spec}; run the demo from a checkout (pip install -e .).")
+    key = key or f"digits-demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.print(f"demo campaign [bold]{key}[/]: {spec}")
+    result = sweep_pipeline(str(spec), key=key)
+    for stage in result.stages.values():
+        best = f"best {stage.metric} = {stage.best_value:.4g}" if stage.best_value is not None else stage.reason
+        out.print(f"  stage {stage.name}: {stage.state}, {stage.runs} runs, {best} (sweep {stage.sweep_id})")
+    out.print(f"[bold]best config[/] (stage {result.best_stage}, {result.best_value:.4g}):")
+    for name, value in (result.best_config or {}).items():
+        out.print(f"  {name}: {value}")
+    out.print(f"report: {result.report_dir}/summary.md and campaign.html")

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from sweepflow.analysis import CONFIG, SUMMARY, config_of, top_k
-from sweepflow.config import Derive, Parameter, SweepConfig, check_sweep, iter_leaves
+from sweepflow.config import Derive, Metric, Parameter, SweepConfig, check_sweep, iter_leaves
 from sweepflow.errors import SweepflowError
 
 # Distributions narrowed in log space; for the exponent forms the bounds *are* logs (of values).
@@ -85,7 +85,7 @@ def derive_config(base: SweepConfig, rule: Derive, upstream: pd.DataFrame, stage
         raise DeriveError("the derived config is invalid:\n" + "\n".join(f"  - {i}" for i in checked.errors))
     config = checked.model
     assert isinstance(config, SweepConfig)
-    warm = _warm_start(config, upstream, base, rule)
+    warm = warm_start_runs(config, upstream, base.metric, rule.warm_start)
     return Derived(config, warm, changes, best)
 
 
@@ -159,13 +159,13 @@ def _fits(param: Parameter, value: Any) -> bool:
     return True  # unbounded distributions (normal, beta ...) accept any number
 
 
-def _warm_start(config: SweepConfig, upstream: pd.DataFrame, base: SweepConfig, rule: Derive) -> list[dict[str, Any]]:
-    if not rule.warm_start:
+def warm_start_runs(config: SweepConfig, upstream: pd.DataFrame, metric: Metric, k: int) -> list[dict[str, Any]]:
+    """The ``k`` best upstream runs that lie inside ``config``'s space, as prior runs for a new sweep."""
+    if not k:
         return []
     leaves = {".".join(path): param for path, param in iter_leaves(config.parameters or {})}
-    assert base.metric is not None
     carried = []
-    for _, row in top_k(upstream, base.metric, rule.warm_start).iterrows():
+    for _, row in top_k(upstream, metric, k).iterrows():
         run_config = config_of(row, [CONFIG + n for n in leaves if CONFIG + n in row])
         flat = {n: row.get(CONFIG + n) for n in leaves}
         if all(_fits(param, flat[n]) for n, param in leaves.items()):

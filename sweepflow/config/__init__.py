@@ -10,7 +10,7 @@ from sweepflow.config.files import (
     read_document,
 )
 from sweepflow.config.parameters import DISTRIBUTIONS, Parameter, iter_leaves
-from sweepflow.config.pipeline import Derive, Pipeline, Stage, When
+from sweepflow.config.pipeline import Derive, Pipeline, Stage, WarmStart, When
 from sweepflow.config.sweep import EngineScheduler, Hyperband, LaunchScheduler, Metric, SweepConfig
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Pipeline",
     "Stage",
     "SweepConfig",
+    "WarmStart",
     "When",
     "check_file",
     "check_pipeline",

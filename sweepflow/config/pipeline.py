@@ -92,6 +92,13 @@ def _load_sweep(value: Any, info: ValidationInfo) -> Any:
         raise PydanticCustomError("sweepflow_file", "{reason}", {"reason": str(exc)}) from None
 
 
+class WarmStart(ConfigModel):
+    """Seed a stage with the best runs of an existing sweep (any stage, any campaign), given its id."""
+
+    sweep: str = Field(description="Id of the sweep whose best runs seed this stage.")
+    top_k: int = Field(5, ge=1, description="How many of its best runs to carry (those that fit this space).")
+
+
 class Stage(ConfigModel):
     """One stage of a campaign: a W&B sweep, when it may start, and how its space is derived."""
 
@@ -105,6 +112,7 @@ class Stage(ConfigModel):
     needs: list[str] = Field(default_factory=list, description="Stages that must finish before this one starts.")
     derive: Derive | None = Field(None, description="Build this stage's space from an upstream's results.")
     when: When | None = Field(None, description="Run this stage only if this test on an upstream passes.")
+    warm_start: WarmStart | None = Field(None, description="Seed the stage with an existing sweep's best runs.")
 
 
 class Pipeline(ConfigModel):
