@@ -115,8 +115,10 @@ def _narrow(name: str, param: Parameter, seen: list[Any], margin: float) -> tupl
             if new_lo < param.min or new_hi > param.max:  # type: ignore[operator]
                 return {"value": int(seen[0])}, f"top-{len(seen)} all used {seen[0]}; the range has no room"
     elif dist not in EXPONENT_FORMS:
-        # Float round-off must never push a top run out of the new range.
-        new_lo, new_hi = min(new_lo, min(map(float, seen))), max(new_hi, max(map(float, seen)))
+        # Float round-off (exp(log(x)) != x) must never push a top run out of the range, nor the range out of
+        # its parent.
+        new_lo = max(lo_p, min(new_lo, min(map(float, seen))))
+        new_hi = min(hi_p, max(new_hi, max(map(float, seen))))
     after = {**param.to_wandb(), "min": new_lo, "max": new_hi}
     space = "log space" if dist in LOG_SPACE | EXPONENT_FORMS else "linear space"
     return after, f"narrowed to the top-{len(seen)} runs' range ± {margin:g} of its span ({space}), within the parent"
