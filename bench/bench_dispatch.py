@@ -204,6 +204,67 @@ def cpu_busy_jiffies() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
+class CpuSampler(threading.Thread):
+    """Every ``period`` s, CPU time used since the last sample by this benchmark's processes (their
+    environment carries our SWEEPFLOW_HOME: the runs and their wandb-core) versus everything else on the
+    machine, so a result taken on a shared box says how much other work competed with it. Short-lived
+    processes that start and end between two samples are missed (both sides), so these are lower bounds.
+    """
+
+    def __init__(self, marker: str, period: float = 2.0):
+        super().__init__(daemon=True)
+        self.marker = marker.encode()
+        self.period = period
+        self.stop = threading.Event()
+        self.ours = 0.0
+        self.others = 0.0
+        self.other_by_name: dict[str, float] = defaultdict(float)
+        self._last: dict[tuple[int, int], float] = {}
+        self._is_ours: dict[tuple[int, int], bool] = {}
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def _sample(self) -> None:
+        now: dict[tuple[int, int], float] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(entry.path, "stat").read_text()
+                name = stat[stat.index("(") + 1 : stat.rindex(")")]
+                fields = stat[stat.rindex(")") + 2 :].split()
+                key = (int(entry.name), int(fields[19]))  # pid, start time
+                cpu = (int(fields[11]) + int(fields[12])) / self._tick
+                if key not in self._is_ours:
+                    pid = int(entry.name)
+                    environ = Path(entry.path, "environ").read_bytes() if pid != os.getpid() else self.marker
+                    self._is_ours[key] = self.marker in environ
+            except (OSError, ValueError, IndexError):
+                continue
+            now[key] = cpu
+            if key in self._last:
+                delta = cpu - self._last[key]
+                if self._is_ours[key]:
+                    self.ours += delta
+                else:
+                    self.others += delta
+                    self.other_by_name[name] += delta
+        self._last = now
+
+    def run(self) -> None:
+        self._sample()
+        while not self.stop.wait(self.period):
+            self._sample()
+
+    def result(self, wall: float) -> dict[str, Any]:
+        top = sorted(self.other_by_name.items(), key=lambda kv: -kv[1])[:5]
+        return {
+            "bench_processes_cpu_s": self.ours,
+            "other_processes_cpu_s": self.others,
+            "other_processes_cores_avg": self.others / wall,
+            "top_other_processes_cpu_s": {k: round(v, 2) for k, v in top},
+        }
+
+
 # -- 1. calibration -----------------------------------------------------------------------------------------
 
 
@@ -305,6 +366,8 @@ def run_sweep(args: argparse.Namespace, epochs: int, home: Path) -> dict[str, An
 
     INTERVALS.clear()
     profiler = cProfile.Profile() if args.cprofile else None
+    sampler = CpuSampler(f"SWEEPFLOW_HOME={home}")
+    sampler.start()
     busy0, total0 = cpu_busy_jiffies()
     self0 = resource.getrusage(resource.RUSAGE_SELF)
     load0 = os.getloadavg()
@@ -318,6 +381,8 @@ def run_sweep(args: argparse.Namespace, epochs: int, home: Path) -> dict[str, An
     self1 = resource.getrusage(resource.RUSAGE_SELF)
     busy1, total1 = cpu_busy_jiffies()
     load1 = os.getloadavg()
+    sampler.stop.set()
+    sampler.join()
 
     store = backend.store
     runs = store.runs(handle.id)
@@ -439,6 +504,7 @@ def run_sweep(args: argparse.Namespace, epochs: int, home: Path) -> dict[str, An
         "load_before": load0,
         "load_after": load1,
         "machine_cpu_busy_share": (busy1 - busy0) / max(1, total1 - total0),
+        "cpu_sampler": sampler.result(wall),
         "dispatch": {
             "per_slot_ms": dist(latencies, 1e3),
             "agent_dispatch_latencies_ms": dist(agent.dispatch_latencies, 1e3),
@@ -579,6 +645,9 @@ def main() -> None:
     print(f"\nsweep {s['sweep_id']}: {s['runs']} runs {s['run_states']}, {args.workers} workers, {epochs} epochs, "
           f"poll {s['poll_interval_s'] * 1e3:.0f} ms, wall {s['wall_s']:.1f} s, "
           f"load {result['load_at_start'][0]:.2f} -> {result['load_at_end'][0]:.2f}")
+    cs = s["cpu_sampler"]
+    print(f"machine CPU busy {s['machine_cpu_busy_share']:.0%} of {os.cpu_count()} cores; other processes used "
+          f"{cs['other_processes_cores_avg']:.2f} cores on average {cs['top_other_processes_cpu_s']}")
     print(f"{'metric':<52} {'p50':>9} {'p90':>9} {'max':>9} {'mean':>9}  n")
     for label, dd, unit in (
         ("dispatch latency, per slot (ms)", d["per_slot_ms"], ""),

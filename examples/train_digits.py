@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 64,
     "epochs": 30,
     "activation": "relu",
+    "data_dir": "",  # a folder with digits.npz (written by the data-refresh flow); empty: scikit-learn's copy
 }
 
 
@@ -42,13 +43,13 @@ def cli_overrides(argv: list[str] | None = None) -> dict[str, Any]:
     return vars(known)
 
 
-def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return ``X_train, y_train, X_val, y_val``; ``$SWEEPFLOW_DATA_DIR/digits.npz`` wins if present.
+def load_data(data_dir: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return ``X_train, y_train, X_val, y_val`` from ``data_dir/digits.npz`` (config, else $SWEEPFLOW_DATA_DIR).
 
     That lets a data-refresh flow swap the data without editing this script; its arrays are used as
     given, so they must already be scaled features (load_digits pixels are divided by 16 here).
     """
-    data_dir = os.environ.get("SWEEPFLOW_DATA_DIR")
+    data_dir = data_dir or os.environ.get("SWEEPFLOW_DATA_DIR", "")
     if data_dir and (path := Path(data_dir) / "digits.npz").is_file():
         with np.load(path) as npz:
             return npz["X_train"], npz["y_train"], npz["X_val"], npz["y_val"]
@@ -61,7 +62,7 @@ def main() -> None:
     """Train for ``config.epochs`` epochs, logging one row per epoch and the final accuracy to summary."""
     wandb.init(config={**DEFAULTS, **cli_overrides()})
     cfg = wandb.config
-    x_train, y_train, x_val, y_val = load_data()
+    x_train, y_train, x_val, y_val = load_data(str(cfg.data_dir))
     classes = np.unique(np.concatenate([y_train, y_val]))
     clf = MLPClassifier(
         hidden_layer_sizes=(int(cfg.hidden),) * int(cfg.layers),

@@ -43,6 +43,7 @@ def sweep_pipeline(
     store: str | None = None,
     timeout_s: float = 6 * 3600,
     report_dir: str | None = None,
+    config_dir: str | None = None,
 ) -> CampaignResult:
     """Run a pipeline spec (a YAML path or the model) and return the best config overall and per stage.
 
@@ -53,9 +54,12 @@ def sweep_pipeline(
         store: the local backend's store URL (default: `$SWEEPFLOW_HOME`).
         timeout_s: how long to wait for each stage's sweep.
         report_dir: where plots and the summary go (default: `$SWEEPFLOW_HOME/reports/<key>`).
+        config_dir: where relative programs and the job registry are looked up, for a spec given as a model
+            (default: the spec file's folder, or the working directory).
     """
     logger = get_run_logger()
-    config_dir = str(Path(pipeline).resolve().parent) if isinstance(pipeline, str) else None
+    if config_dir is None and isinstance(pipeline, str):
+        config_dir = str(Path(pipeline).resolve().parent)
     spec = load_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
     key = key or spec.pipeline_key
     backend = backend or spec.backend
