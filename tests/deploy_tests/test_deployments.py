@@ -12,8 +12,8 @@ import asyncio
 import os
 import signal
 import socket
-import sys
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
