@@ -44,6 +44,8 @@ def main(
 
 def _summary(checked: Checked) -> str:
     model = checked.model
+    if checked.kind == "registry":
+        return "valid job registry"
     if checked.kind == "pipeline":
         stages = getattr(model, "stages", {})
         return f"valid pipeline ({len(stages)} stage{'s' * (len(stages) != 1)})"

@@ -261,6 +261,23 @@ def _lookup(job: str, config_dir: Path) -> tuple[Path, str, str | None, tuple[An
     )
 
 
+def check_registry(path: Path, data: Mapping[str, Any]) -> list[str]:
+    """Every problem of a ``sweepflow.yaml`` job registry (entries malformed, programs missing); [] if fine."""
+    problems = []
+    try:
+        table = _jobs_table(data.get("jobs"), path, "jobs")
+    except JobError as exc:
+        return [str(exc)]
+    for key, raw in table.items():
+        try:
+            program, _ = _entry(raw, key, path)
+            if program is not None:
+                _locate(program, path.parent, f"jobs[{key!r}].program in {path}")
+        except JobError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def _job_keys(job: str) -> list[str]:
     """Registry keys that name ``job``, most specific first: with and without the alias, then without entity."""
     path, alias = job.rsplit(":", 1) if ":" in job else (job, "latest")

@@ -59,3 +59,10 @@ def test_text_output_lists_every_error() -> None:
         return  # corpus not present beside this checkout; covered by the compat tests' skip
     assert result.returncode == 1
     assert result.stdout.count("error") == 6
+
+
+def test_validate_checks_a_job_registry(tmp_path: Path) -> None:
+    (tmp_path / "sweepflow.yaml").write_text("jobs:\n  p/train: {program: missing.py}\n  p/eval: {progam: x.py}\n")
+    result = _run("validate", str(tmp_path / "sweepflow.yaml"))
+    assert result.returncode == 1
+    assert "missing.py' does not exist" in result.stdout and "unknown key(s) progam" in result.stdout

@@ -67,7 +67,7 @@ class Checked:
     """The verdict on one config: the parsed model when valid, every error otherwise, and warnings."""
 
     source: str
-    kind: Literal["sweep", "pipeline"] | None
+    kind: Literal["sweep", "pipeline", "registry"] | None
     model: SweepConfig | Pipeline | None = None
     errors: list[Issue] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
@@ -120,6 +120,10 @@ def check_file(path: str | Path) -> Checked:
         return Checked(str(path), None, errors=exc.issues)
     if "stages" in data:
         return check_pipeline(data, str(path), path.parent)
+    if "jobs" in data and not {"method", "parameters"} & set(data):
+        from sweepflow.jobs import check_registry  # the local job registry (sweepflow.yaml)
+
+        return Checked(str(path), "registry", errors=[Issue("", p) for p in check_registry(path, data)])
     return check_sweep(data, str(path))
 
 
