@@ -17,6 +17,8 @@ import string
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import fields
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Row, and_, delete, func, inspect, or_, select, update
@@ -57,6 +59,7 @@ AGENT_STALE_AFTER_S = 60.0
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _E = TypeVar("_E", SweepState, RunState, ItemState)
+_R = TypeVar("_R", Sweep, Run, QueueItem, Queue, Agent)
 
 
 def new_id(length: int = 8) -> str:
@@ -76,86 +79,30 @@ def _enum(kind: type[_E], value: str) -> _E:
         raise StoreError(f"{value!r} is not a {kind.__name__}; expected one of: {allowed}.") from None
 
 
-def _sweep(row: Row[Any]) -> Sweep:
+def _record(kind: type[_R], row: Row[Any], **enums: type[StrEnum]) -> _R:
+    """A row as its frozen record: columns map to fields by name; ``enums`` names the enum-typed ones."""
     m = row._mapping
-    return Sweep(
-        id=m["id"],
-        key=m["key"],
-        project=m["project"],
-        config=m["config"],
-        state=SweepState(m["state"]),
-        state_reason=m["state_reason"],
-        run_cap=m["run_cap"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        lease_owner=m["lease_owner"],
-        lease_expires_at=m["lease_expires_at"],
-        prior_runs=m["prior_runs"],
-    )
+    return kind(**{f.name: enums[f.name](m[f.name]) if f.name in enums else m[f.name] for f in fields(kind)})
+
+
+def _sweep(row: Row[Any]) -> Sweep:
+    return _record(Sweep, row, state=SweepState)
 
 
 def _run(row: Row[Any]) -> Run:
-    m = row._mapping
-    return Run(
-        id=m["id"],
-        sweep_id=m["sweep_id"],
-        number=m["number"],
-        queue=m["queue"],
-        config=m["config"],
-        config_hash=m["config_hash"],
-        state=RunState(m["state"]),
-        attempt=m["attempt"],
-        exit_code=m["exit_code"],
-        summary=m["summary"],
-        stop_reason=m["stop_reason"],
-        stop_requested=m["stop_requested"],
-        agent_id=m["agent_id"],
-        queued_at=m["queued_at"],
-        started_at=m["started_at"],
-        ended_at=m["ended_at"],
-        cost_usd=m["cost_usd"],
-        search_info=m["search_info"],
-    )
+    return _record(Run, row, state=RunState)
 
 
 def _item(row: Row[Any]) -> QueueItem:
-    m = row._mapping
-    return QueueItem(
-        id=m["id"],
-        queue=m["queue"],
-        run_id=m["run_id"],
-        priority=m["priority"],
-        enqueued_at=m["enqueued_at"],
-        state=ItemState(m["state"]),
-        claimed_by=m["claimed_by"],
-        claimed_at=m["claimed_at"],
-        lease_expires_at=m["lease_expires_at"],
-    )
+    return _record(QueueItem, row, state=ItemState)
 
 
 def _queue(row: Row[Any]) -> Queue:
-    m = row._mapping
-    return Queue(
-        name=m["name"],
-        priority=m["priority"],
-        cost_per_hour=m["cost_per_hour"],
-        resource_args=m["resource_args"],
-        created_at=m["created_at"],
-    )
+    return _record(Queue, row)
 
 
 def _agent(row: Row[Any]) -> Agent:
-    m = row._mapping
-    return Agent(
-        id=m["id"],
-        queue=m["queue"],
-        pid=m["pid"],
-        host=m["host"],
-        max_jobs=m["max_jobs"],
-        started_at=m["started_at"],
-        heartbeat_at=m["heartbeat_at"],
-        stopped_at=m["stopped_at"],
-    )
+    return _record(Agent, row)
 
 
 class Store:
