@@ -5,6 +5,7 @@ User mistakes (a bad config, a missing file) end with a readable message and exi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -158,8 +159,8 @@ def launch_sweep(
             drive="none" if wait else "process",
         )
         handle_id = handle.id
-    if wait:
-        _wait_with_progress(backend, handle_id)
+    if wait:  # progress goes to stderr when stdout is for machines
+        _wait_with_progress(backend, handle_id, Console(stderr=True) if output == "json" else out)
     status = backend.status(handle_id)
     if output == "json":
         out.print_json(json.dumps({"sweep_id": status.id, **status.model_dump(mode="json")}))
@@ -167,7 +168,7 @@ def launch_sweep(
         out.print(f"sweep {status.id}: {status.state}" + (f" ({status.reason})" if status.reason else ""))
 
 
-def _wait_with_progress(backend, sweep_id: str) -> None:
+def _wait_with_progress(backend, sweep_id: str, console: Console) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sweepflow.backends.local import drive
@@ -175,7 +176,7 @@ def _wait_with_progress(backend, sweep_id: str) -> None:
 
     status = backend.status(sweep_id)
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=out
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as progress:
         task = progress.add_task(f"sweep {sweep_id}", total=status.run_cap)
         last = [0.0]
@@ -346,3 +347,30 @@ def demo(
     for name, value in (result.best_config or {}).items():
         out.print(f"  {name}: {value}")
     out.print(f"report: {result.report_dir}/summary.md and campaign.html")
+
+
+@app.command("queue")
+@_guard
+def queue_cmd(
+    name: Annotated[str | None, typer.Argument(help="Queue to create or update; omit to list queues.")] = None,
+    priority: Annotated[str | None, typer.Option("--priority", help="low, medium, high, critical or a number.")] = None,
+    cost_per_hour: Annotated[float | None, typer.Option("--cost-per-hour", help="Price of one run-hour, USD.")] = None,
+    resource_arg: Annotated[
+        list[str] | None, typer.Option("--resource-arg", help="KEY=VALUE passed to the queue's runs (repeatable).")
+    ] = None,
+    output: FormatOption = "text",
+    store: StoreOption = None,
+) -> None:
+    """Create or update a queue (priority, cost per hour, resource args), or list the queues."""
+    backend = _backend(store)
+    if name is not None:
+        args = dict(item.split("=", 1) for item in resource_arg or [] if "=" in item)
+        if resource_arg and len(args) != len(resource_arg):
+            raise _fail("--resource-arg takes KEY=VALUE.")
+        backend.store.ensure_queue(name, priority=priority, cost_per_hour=cost_per_hour, resource_args=args or None)
+    queues = backend.store.list_queues()
+    if output == "json":
+        out.print_json(json.dumps([dataclasses.asdict(q) for q in queues]))
+        return
+    for q in queues:
+        out.print(f"{q.name}: priority {q.priority}, ${q.cost_per_hour or 0:g}/h, resource args {q.resource_args}")

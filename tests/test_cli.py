@@ -66,3 +66,32 @@ def test_validate_checks_a_job_registry(tmp_path: Path) -> None:
     result = _run("validate", str(tmp_path / "sweepflow.yaml"))
     assert result.returncode == 1
     assert "missing.py' does not exist" in result.stdout and "unknown key(s) progam" in result.stdout
+
+
+def test_launch_sweep_wait_then_status_runs_and_queue(tmp_path: Path) -> None:
+    env_home = {"SWEEPFLOW_HOME": str(tmp_path / "home")}
+    config = tmp_path / "sweep.yaml"
+    config.write_text(
+        "method: grid\nprogram: " + str(ROOT / "tests" / "scripts" / "curve.py") + "\nqueue: cpu\n"
+        "metric: {name: loss}\nparameters:\n  quality: {values: [1.0, 2.0]}\n  epochs: {value: 2}\n"
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **env_home, "COLUMNS": "200"}
+        return subprocess.run(
+            [sys.executable, "-m", "sweepflow", *args], capture_output=True, text=True, timeout=120, env=env
+        )
+
+    assert run("queue", "cpu", "--priority", "high", "--cost-per-hour", "1.5").returncode == 0
+    launched = run("launch-sweep", str(config), "--wait", "--format", "json")
+    assert launched.returncode == 0, launched.stderr
+    result = json.loads(launched.stdout)  # the progress bar went to stderr
+    assert result["state"] == "finished" and result["counts"] == {"finished": 2} and result["cost_usd"] > 0
+    runs = json.loads(run("runs", result["sweep_id"], "--format", "json").stdout)
+    assert sorted(r["config"]["quality"] for r in runs) == [1.0, 2.0]
+    assert all({"id", "state", "config", "summary"} <= set(r) and "loss" in r["summary"] for r in runs)
+    csv = run("runs", result["sweep_id"], "--format", "csv").stdout.splitlines()
+    assert csv[0].startswith("run_id,") and len(csv) == 3
+    assert "finished 2" in run("status", result["sweep_id"]).stdout
+    missing = run("status", "nosuchid")
+    assert missing.returncode == 1 and "no sweep 'nosuchid'" in missing.stderr and "Traceback" not in missing.stderr

@@ -202,11 +202,15 @@ def drive(
     store = backend.store
     sweep = backend._sweep(sweep_id)
     queue = sweep.config.get("queue") or DEFAULT_QUEUE
+    launch = sweep.config.get("launch") if isinstance(sweep.config.get("launch"), dict) else {}
     controller = Controller(
         store,
         sweep_id,
         settings=ControllerSettings(
-            lease_ttl=s.lease_ttl, max_consecutive_failures=s.max_consecutive_failures, queue=queue
+            lease_ttl=s.lease_ttl,
+            max_consecutive_failures=s.max_consecutive_failures,
+            queue=queue,
+            priority=launch.get("priority"),  # Launch's own key: a run's place in its queue
         ),
     )
 

@@ -103,3 +103,24 @@ def test_launch_is_get_or_create_on_its_key(backend: LocalBackend) -> None:
     other = backend.launch(sweep(curve_config(run_cap=2)), key="stage-b", drive="none")
     assert (first.created, again.created, other.created) == (True, False, True)
     assert first.id == again.id != other.id
+
+
+def test_higher_priority_runs_are_claimed_first_and_queues_price_runs(backend: LocalBackend) -> None:
+    from sweepflow.controller import Controller, ControllerSettings
+
+    store = backend.store
+    store.ensure_queue("shared", cost_per_hour=3600.0)  # $1 per second of run time
+    low = backend.launch(sweep(curve_config(run_cap=1, queue="shared")), key="low", drive="none")
+    high = backend.launch(
+        sweep(curve_config(run_cap=1, queue="shared", launch={"priority": "high"})), key="high", drive="none"
+    )
+    for handle, priority in ((low, None), (high, "high")):  # the low one is queued first
+        controller = Controller(store, handle.id, settings=ControllerSettings(queue="shared", priority=priority))
+        controller.tick()
+        controller.release()
+    claim = store.claim_next("shared", "probe", lease_ttl=5)
+    assert claim is not None and claim.run.sweep_id == high.id
+    store.mark_run_started(claim.run.id, "probe", item_id=claim.item.id)
+    drive(backend, low.id)
+    [run] = backend.runs(low.id)
+    assert run.cost_usd == pytest.approx(run.runtime_s, rel=0.05)
