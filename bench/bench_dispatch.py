@@ -9,7 +9,8 @@ Usage (from the repository root; ~1.5-2 minutes on 2 cores)::
 What it does, in one process:
 
 1. Calibrates ``examples/train_digits.py``: one solo run, median seconds per epoch from the ``_timestamp`` of
-   consecutive history rows, then ``epochs = target / that`` (``--train-seconds``, default 2 s). train_digits
+   consecutive history rows, then ``epochs = target / that`` (``--train-seconds``, default 2 s; inside the
+   sweep two runs and the controller share the cores, so epochs come out ~1.3x slower). train_digits
    is the job because it is what users run: a real script that imports numpy, scikit-learn and wandb, loads
    data and trains, so its start-up, CPU use and wandb shutdown are realistic. ``tests/scripts/curve.py`` with
    ``sleep`` would start faster and leave the cores idle, which hides the controller's CPU use and the
@@ -29,7 +30,8 @@ What it does, in one process:
 3. From the store: run time = ``ended_at - started_at``; start-up = first history row's ``_timestamp`` -
    ``started_at`` (checked to be wall-clock epoch seconds), plus finer splits from the transaction log's run
    record (``start_time``, when ``wandb.init`` began). Overhead ratios and idle-slot decomposition follow.
-4. Times ``sweeps.next_run`` (through sweepflow's searcher) for random and bayes at 0..runs-1 finished trials.
+4. Times ``sweeps.next_run`` (through sweepflow's searcher) for random and bayes at 0..runs-1 finished trials,
+   and Popen with and without ``preexec_fn`` (the agent's spawn path) from this process.
 
 Writes a JSON result file (``--out``, default ``bench/dispatch_results.json``) and prints a short table.
 """
@@ -41,11 +43,13 @@ import bisect
 import contextlib
 import cProfile
 import functools
+import itertools
 import json
 import os
 import platform
 import pstats
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -109,6 +113,14 @@ def instrument() -> dict[str, Any]:
         if not name.startswith("_") and callable(value) and not isinstance(value, staticmethod | classmethod):
             setattr(Store, name, timed(f"store.{name}", value))
     SweepsSearcher.suggest = timed("engine suggest (sweeps.next_run)", SweepsSearcher.suggest)
+    agent_wait = Agent.wait
+
+    def wait(self: Agent, timeout: float) -> None:  # drive() sleeps here (woken early when a run exits)
+        t0 = time.perf_counter()
+        agent_wait(self, timeout)
+        INTERVALS.append((t0, time.perf_counter(), "sleep (poll interval)"))
+
+    Agent.wait = wait
     RunProcess.start = classmethod(timed("spawn (RunProcess.start: mkdir, params, Popen)", RunProcess.start.__func__))
     RunProcess.poll_rows = timed("txlog poll (RunProcess.poll_rows)", RunProcess.poll_rows)
     validate = SweepConfig.model_validate.__func__
@@ -197,11 +209,11 @@ def machine() -> dict[str, Any]:
     }
 
 
-def cpu_busy_jiffies() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs from /proc/stat."""
+def cpu_jiffies() -> tuple[int, int, int]:
+    """(busy, steal, total) jiffies of all CPUs from /proc/stat (steal: time the hypervisor gave elsewhere)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]
-    return sum(fields) - idle, sum(fields)
+    return sum(fields) - idle, fields[7], sum(fields)
 
 
 class CpuSampler(threading.Thread):
@@ -287,7 +299,7 @@ def calibrate(train_seconds: float, tmp: Path) -> dict[str, Any]:
     path = find_run_file(wandb_dir, "calib")
     assert path is not None, "calibration run wrote no transaction log"
     stamps = [row["_timestamp"] for row in RunLog.read(path).history]
-    per_epoch = statistics.median(b - a for a, b in zip(stamps, stamps[1:], strict=False))
+    per_epoch = statistics.median(b - a for a, b in itertools.pairwise(stamps))
     return {
         "probe_epochs": probe_epochs,
         "probe_wall_s": wall,
@@ -368,7 +380,7 @@ def run_sweep(args: argparse.Namespace, epochs: int, home: Path) -> dict[str, An
     profiler = cProfile.Profile() if args.cprofile else None
     sampler = CpuSampler(f"SWEEPFLOW_HOME={home}")
     sampler.start()
-    busy0, total0 = cpu_busy_jiffies()
+    busy0, steal0, total0 = cpu_jiffies()
     self0 = resource.getrusage(resource.RUSAGE_SELF)
     load0 = os.getloadavg()
     wall0, perf0 = time.time(), time.perf_counter()
@@ -379,7 +391,7 @@ def run_sweep(args: argparse.Namespace, epochs: int, home: Path) -> dict[str, An
         profiler.disable()
     wall1, perf1 = time.time(), time.perf_counter()
     self1 = resource.getrusage(resource.RUSAGE_SELF)
-    busy1, total1 = cpu_busy_jiffies()
+    busy1, steal1, total1 = cpu_jiffies()
     load1 = os.getloadavg()
     sampler.stop.set()
     sampler.join()
@@ -465,7 +477,7 @@ def run_sweep(args: argparse.Namespace, epochs: int, home: Path) -> dict[str, An
             info["run_s"] = run.ended_at - run.started_at
         if rows and run.started_at is not None:
             stamps = [r["_timestamp"] for r in rows]
-            epoch = statistics.median(b - a for a, b in zip(stamps, stamps[1:], strict=False)) if len(rows) > 1 else 0
+            epoch = statistics.median(b - a for a, b in itertools.pairwise(stamps)) if len(rows) > 1 else 0
             wandb_start = run_start_time(settings.runs_dir / handle.id / run.id, run.id)
             info.update(
                 startup_s=stamps[0] - run.started_at,  # includes the first epoch
@@ -491,8 +503,13 @@ def run_sweep(args: argparse.Namespace, epochs: int, home: Path) -> dict[str, An
     def col(key: str) -> list[float]:
         return [r[key] for r in done if r.get(key) is not None]
 
+    t0 = time.perf_counter()
+    store.histories(handle.id)  # what a bayes controller reads before every suggestion
+    histories_ms = (time.perf_counter() - t0) * 1e3
+
     return {
         "sweep_id": handle.id,
+        "store_histories_ms": histories_ms,
         "final_state": final.state.value,
         "final_reason": final.state_reason,
         "poll_interval_s": settings.poll_interval,
@@ -504,6 +521,7 @@ def run_sweep(args: argparse.Namespace, epochs: int, home: Path) -> dict[str, An
         "load_before": load0,
         "load_after": load1,
         "machine_cpu_busy_share": (busy1 - busy0) / max(1, total1 - total0),
+        "machine_cpu_steal_share": (steal1 - steal0) / max(1, total1 - total0),
         "cpu_sampler": sampler.result(wall),
         "dispatch": {
             "per_slot_ms": dist(latencies, 1e3),
@@ -531,12 +549,13 @@ def run_sweep(args: argparse.Namespace, epochs: int, home: Path) -> dict[str, An
             "sum_startup_s": sum_startup,
             "sum_train_s": sum_train,
             "ratio_run": wall / (sum_run / w),
+            # literal: start-up removed from the runs only, so it counts as overhead
             "ratio_excl_startup": wall / ((sum_run - sum_startup) / w),
+            # start-up removed from both sides: sweepflow's idle slot time relative to the runs' post-start-up time
+            "ratio_excl_startup_both_sides": (wall - sum_startup / w) / ((sum_run - sum_startup) / w),
             "ratio_train_only": wall / (sum_train / w),
             "idle_slot_s": {k: v for k, v in idle.items() if k != "store_gaps"},
-            "idle_share_of_slot_time": {
-                k: v / (w * wall) for k, v in idle.items() if k != "store_gaps"
-            },
+            "idle_share_of_slot_time": {k: v / (w * wall) for k, v in idle.items() if k != "store_gaps"},
         },
         "_profiler": profiler,
     }
@@ -562,14 +581,24 @@ def engine_bench(args: argparse.Namespace, epochs: int) -> dict[str, Any]:
             trials = [
                 Trial(
                     f"t{i}",
-                    {"learning_rate_init": float(10 ** rng.uniform(-4, -2)), "alpha": float(10 ** rng.uniform(-6, -2)),
-                     "epochs": epochs, "hidden": 32, "batch_size": 64},
+                    {
+                        "learning_rate_init": float(10 ** rng.uniform(-4, -2)),
+                        "alpha": float(10 ** rng.uniform(-6, -2)),
+                        "epochs": epochs,
+                        "hidden": 32,
+                        "batch_size": 64,
+                    },
                     "finished",
                     {"val_loss": float(rng.uniform(0.05, 0.5))},
                 )
                 for i in range(n)
-            ] + [Trial("pending", {"learning_rate_init": 1e-3, "alpha": 1e-4, "epochs": epochs, "hidden": 32,
-                                   "batch_size": 64}, "running")]
+            ] + [
+                Trial(
+                    "pending",
+                    {"learning_rate_init": 1e-3, "alpha": 1e-4, "epochs": epochs, "hidden": 32, "batch_size": 64},
+                    "running",
+                )
+            ]
             reps = 3 if method == "bayes" else 10
             samples = []
             for _ in range(reps):
@@ -577,6 +606,35 @@ def engine_bench(args: argparse.Namespace, epochs: int) -> dict[str, Any]:
                 searcher.suggest(trials)
                 samples.append(time.perf_counter() - t0)
             out[method][str(n)] = {"median_ms": statistics.median(samples) * 1e3, "max_ms": max(samples) * 1e3}
+    return out
+
+
+def spawn_bench() -> dict[str, Any]:
+    """What Popen costs the agent (in this process, sized like a controller): with a ``preexec_fn`` setting the
+    parent-death signal (CPython must fork() the whole process; the agent's fallback), without (vfork), and
+    with util-linux ``setpriv --pdeathsig KILL`` doing it (what the agent uses when setpriv exists)."""
+    import ctypes
+    import shutil
+
+    def _die_with_parent() -> None:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+
+    def median_ms(argv: list[str], preexec: Any) -> float:
+        samples = []
+        for _ in range(15):
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(argv, preexec_fn=preexec, start_new_session=True, stdin=subprocess.DEVNULL)
+            samples.append(time.perf_counter() - t0)
+            proc.wait()
+        return statistics.median(samples) * 1e3
+
+    out = {
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "popen_with_preexec_fn_ms": median_ms(["/bin/true"], _die_with_parent),
+        "popen_without_preexec_fn_ms": median_ms(["/bin/true"], None),
+    }
+    if setpriv := shutil.which("setpriv"):
+        out["popen_setpriv_pdeathsig_ms"] = median_ms([setpriv, "--pdeathsig", "KILL", "--", "/bin/true"], None)
     return out
 
 
@@ -593,7 +651,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="num_workers (default 2)")
     parser.add_argument("--train-seconds", type=float, default=2.0, help="training time per run to aim for")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per run (skips calibration)")
-    parser.add_argument("--no-engine", action="store_true", help="skip the sweeps.next_run timing")
+    parser.add_argument("--no-engine", action="store_true", help="skip the sweeps.next_run and Popen timings")
     parser.add_argument("--cprofile", type=Path, default=None, help="cProfile drive() and dump stats here")
     parser.add_argument("--keep-home", action="store_true", help="keep the temporary SWEEPFLOW_HOME")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "dispatch_results.json")
@@ -628,6 +686,7 @@ def main() -> None:
             stats.print_stats(40)
         if not args.no_engine:
             result["engine_suggest"] = engine_bench(args, epochs)
+            result["spawn"] = spawn_bench()
     finally:
         if args.keep_home:
             print(f"SWEEPFLOW_HOME kept: {tmp / 'home'}", file=sys.stderr)
@@ -642,12 +701,17 @@ def main() -> None:
 
     s = result["sweep"]
     d, o = s["dispatch"], s["overhead"]
-    print(f"\nsweep {s['sweep_id']}: {s['runs']} runs {s['run_states']}, {args.workers} workers, {epochs} epochs, "
-          f"poll {s['poll_interval_s'] * 1e3:.0f} ms, wall {s['wall_s']:.1f} s, "
-          f"load {result['load_at_start'][0]:.2f} -> {result['load_at_end'][0]:.2f}")
+    print(
+        f"\nsweep {s['sweep_id']}: {s['runs']} runs {s['run_states']}, {args.workers} workers, {epochs} epochs, "
+        f"poll {s['poll_interval_s'] * 1e3:.0f} ms, wall {s['wall_s']:.1f} s, "
+        f"load {result['load_at_start'][0]:.2f} -> {result['load_at_end'][0]:.2f}"
+    )
     cs = s["cpu_sampler"]
-    print(f"machine CPU busy {s['machine_cpu_busy_share']:.0%} of {os.cpu_count()} cores; other processes used "
-          f"{cs['other_processes_cores_avg']:.2f} cores on average {cs['top_other_processes_cpu_s']}")
+    print(
+        f"machine CPU busy {s['machine_cpu_busy_share']:.0%} of {os.cpu_count()} cores (steal "
+        f"{s['machine_cpu_steal_share']:.1%}); other processes used "
+        f"{cs['other_processes_cores_avg']:.2f} cores on average {cs['top_other_processes_cpu_s']}"
+    )
     print(f"{'metric':<52} {'p50':>9} {'p90':>9} {'max':>9} {'mean':>9}  n")
     for label, dd, unit in (
         ("dispatch latency, per slot (ms)", d["per_slot_ms"], ""),
@@ -662,21 +726,43 @@ def main() -> None:
         ("teardown: last row -> ended_at (s)", s["teardown_s"], ""),
     ):
         digits = 1 if "(ms)" in label else 2
-        print(f"{label:<52} {fmt(dd.get('p50'), unit, digits):>9} {fmt(dd.get('p90'), unit, digits):>9} "
-              f"{fmt(dd.get('max'), unit, digits):>9} {fmt(dd.get('mean'), unit, digits):>9}  {dd['n']}")
+        print(
+            f"{label:<52} {fmt(dd.get('p50'), unit, digits):>9} {fmt(dd.get('p90'), unit, digits):>9} "
+            f"{fmt(dd.get('max'), unit, digits):>9} {fmt(dd.get('mean'), unit, digits):>9}  {dd['n']}"
+        )
     print(f"overhead ratio wall/(sum run/{args.workers}):            {o['ratio_run']:.3f}   (target <= 1.05)")
     print(f"overhead ratio excl. start-up wall/(sum(run-startup)/{args.workers}): {o['ratio_excl_startup']:.3f}")
+    print(
+        f"overhead ratio excl. start-up on both sides (wall-sum startup/{args.workers})/(sum(run-startup)/"
+        f"{args.workers}): {o['ratio_excl_startup_both_sides']:.3f}"
+    )
     idle = o["idle_share_of_slot_time"]
     print(f"idle slot time: head {idle['head_s']:.1%}, dispatch gaps {idle['gaps_s']:.1%}, tail {idle['tail_s']:.1%}")
-    print(f"driving loop: {s['loop']['iterations']} rounds, {s['loop']['mean_busy_ms_per_iteration']:.1f} ms busy "
-          f"each, CPU {s['loop']['cpu_share_of_one_core']:.0%} of a core")
+    print(
+        f"driving loop: {s['loop']['iterations']} rounds, {s['loop']['mean_busy_ms_per_iteration']:.1f} ms busy "
+        f"each, CPU {s['loop']['cpu_share_of_one_core']:.0%} of a core"
+    )
     print("where a dispatch's time goes (mean ms per dispatch):")
     for cat, v in list(d["breakdown"].items())[:8]:
         print(f"  {cat:<60} {v['mean_ms_per_dispatch']:7.1f}  ({v['share']:.0%})")
+    print(
+        f"store.histories() of the finished sweep (read before each bayes suggestion): {s['store_histories_ms']:.1f} ms"
+    )
     if "engine_suggest" in result:
-        print("suggest latency, median ms by finished trials: "
-              + "; ".join(f"{m}: " + ", ".join(f"{n}->{v['median_ms']:.0f}" for n, v in by.items())
-                          for m, by in result["engine_suggest"].items()))
+        print(
+            "suggest latency, median ms by finished trials: "
+            + "; ".join(
+                f"{m}: " + ", ".join(f"{n}->{v['median_ms']:.0f}" for n, v in by.items())
+                for m, by in result["engine_suggest"].items()
+            )
+        )
+    if "spawn" in result:
+        sp = result["spawn"]
+        print(
+            f"Popen of /bin/true from this {sp['rss_mb']:.0f} MB process: with preexec_fn "
+            f"{sp['popen_with_preexec_fn_ms']:.1f} ms, without {sp['popen_without_preexec_fn_ms']:.2f} ms, "
+            f"setpriv --pdeathsig {sp.get('popen_setpriv_pdeathsig_ms', float('nan')):.2f} ms"
+        )
     print(f"results: {args.out}  (bench took {result['bench_total_s']:.0f} s)")
 
 

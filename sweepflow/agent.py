@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import select
+import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +34,21 @@ class _Active:
     rows_seen: int = 0
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    # Linux PR_SET_PDEATHSIG = 1: the run gets SIGKILL if the agent process dies (kill -9 included).
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+def _die_with_parent(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:
+    """Make the run die with the agent (kill -9 included): no orphan keeps training unobserved.
+
+    ``setpriv --pdeathsig KILL`` sets Linux's parent-death signal and execs the run: a plain ``vfork``-fast spawn.
+    Without setpriv, a ``preexec_fn`` does the same, but forces a full ``fork()`` (~20 ms for a 200 MB agent).
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        return [setpriv, "--pdeathsig", "KILL", "--", *argv], None
+
+    def prctl() -> None:  # pragma: no cover - runs in the child between fork and exec
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+    return argv, prctl
 
 
 class Agent:
@@ -64,7 +78,7 @@ class Agent:
         self.active: dict[int, _Active] = {}
         self.started = 0
         self.dispatch_latencies: list[float] = []  # slot freed -> next run started, seconds (for bench/)
-        self._slot_freed_at: float | None = None
+        self._slots_freed_at: list[float] = []  # one entry per freed slot, oldest first
 
     def tick(self, now: float | None = None, *, claim: bool = True) -> None:
         """One round: report, heartbeat, stop, reap finished processes, claim new runs (unless ``claim=False``)."""
@@ -78,7 +92,9 @@ class Agent:
         beat = self.store.heartbeat(self.id, list(self.active), ttl=self.lease_ttl, now=now)
         for item_id in beat.lost:
             if item_id in self.active:  # our lease was reaped: the outcome will not be recorded, stop at once
-                self.active.pop(item_id).proc.stop(grace=0.5, term_grace=0.5)
+                lost = self.active.pop(item_id).proc
+                lost.stop(grace=0.5, term_grace=0.5)
+                lost.close()
         for item_id, reason in beat.stop.items():
             active = self.active.get(item_id)
             if active is not None and not active.proc.stopping:
@@ -89,6 +105,14 @@ class Agent:
             if got is None:
                 break
             self._start(got, now)
+
+    def wait(self, timeout: float) -> None:
+        """Sleep up to ``timeout`` s, waking at once when a run's process exits (so its slot is refilled now)."""
+        fds = [a.proc.exit_fd for a in self.active.values() if a.proc.exit_fd is not None]
+        if fds:
+            select.select(fds, [], [], timeout)
+        else:
+            time.sleep(timeout)
 
     @property
     def busy(self) -> bool:
@@ -116,7 +140,8 @@ class Agent:
             run.id, state, exit_code=code, summary=summary, cost_usd=cost, stop_reason=reason, item_id=item_id, now=now
         )
         del self.active[item_id]
-        self._slot_freed_at = time.perf_counter()
+        active.proc.close()
+        self._slots_freed_at.append(time.perf_counter())
 
     def _start(self, claim: Claim, now: float) -> None:
         run = claim.run
@@ -133,6 +158,7 @@ class Agent:
             return
         if self.store.mark_run_started(run.id, self.id, item_id=claim.item.id, now=now) is None:
             return  # the claim went away (sweep ended, lease reaped) between claim and start
+        argv, preexec = _die_with_parent(argv)
         spec = RunSpec(
             run_id=run.id,
             argv=argv,
@@ -142,11 +168,10 @@ class Agent:
             sweep_id=sweep.id,
             cwd=self.cwd,
         )
-        self.active[claim.item.id] = _Active(claim, RunProcess.start(spec, preexec_fn=_die_with_parent))
+        self.active[claim.item.id] = _Active(claim, RunProcess.start(spec, preexec_fn=preexec))
         self.started += 1
-        if self._slot_freed_at is not None:
-            self.dispatch_latencies.append(time.perf_counter() - self._slot_freed_at)
-            self._slot_freed_at = None
+        if self._slots_freed_at:
+            self.dispatch_latencies.append(time.perf_counter() - self._slots_freed_at.pop(0))
 
     def shutdown(self, reason: str = "agent shut down") -> None:
         """Stop every run politely, record them as stopped, and leave the queue."""

@@ -25,6 +25,13 @@ from typing import Any
 from sweepflow.txlog import RunLog, find_run_file
 
 
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3: callers fall back to polling
+        return None
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """Everything needed to start one run."""
@@ -69,6 +76,7 @@ class RunProcess:
         self.started_at = time.time()
         self._log: RunLog | None = None
         self._stop_plan: list[tuple[signal.Signals, float]] | None = None
+        self.exit_fd = _pidfd(proc.pid)  # readable when the process exits: lets a loop sleep until then
 
     @classmethod
     def start(cls, spec: RunSpec, *, preexec_fn: Callable[[], None] | None = None) -> RunProcess:
@@ -106,6 +114,12 @@ class RunProcess:
     def summary(self) -> dict[str, Any]:
         """The run's latest summary (empty until its log exists)."""
         return dict(self._log.summary) if self._log else {}
+
+    def close(self) -> None:
+        """Release the process's pidfd (call once it has ended)."""
+        if self.exit_fd is not None:
+            os.close(self.exit_fd)
+            self.exit_fd = None
 
     def returncode(self) -> int | None:
         """The exit code once the process has ended, else None (negative: killed by that signal)."""

@@ -251,7 +251,10 @@ def drive(
                 on_tick()
             if not active and not (agent and agent.busy):
                 break
-            time.sleep(s.poll_interval)
+            if agent:
+                agent.wait(s.poll_interval)  # wakes as soon as a run exits
+            else:
+                time.sleep(s.poll_interval)
     finally:
         if agent:
             agent.shutdown()
