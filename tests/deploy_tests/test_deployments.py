@@ -62,6 +62,7 @@ def prefect_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "SWEEPFLOW_HOME": str(base / "sweepflow-home"),
         "SWEEPFLOW_LEASE_TTL": "5",
+        "PWD": str(ROOT),  # prefect.yaml's pull step is "{{ $PWD }}": the checkout the worker runs flows in
     }
     started: list[subprocess.Popen] = []
     logs = base / "logs"
