@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sweepflow.config import SweepConfig
 from sweepflow.jobs import JobError, ResolvedJob, build_command
@@ -180,6 +179,3 @@ class Agent:
             code = active.proc.stop(self.stop_grace, self.term_grace)
             self._finish(item_id, active, code, time.time())
         self.store.deregister_agent(self.id)
-
-    def describe(self) -> dict[str, Any]:
-        return {"id": self.id, "queue": self.queue, "max_jobs": self.max_jobs, "running": len(self.active)}

@@ -130,12 +130,12 @@ class Controller:
         if sweep.state is SweepState.PENDING:
             self.store.set_sweep_state(self.sweep_id, SweepState.RUNNING, expect=[SweepState.PENDING], now=now)
         runs = self.store.runs(self.sweep_id)
-        reason = self._end_reason(runs)
+        reason = self._end_reason(sweep, runs)
         if reason is None:
-            self._apply_hyperband(runs, now)
+            self._apply_hyperband(sweep, runs, now)
             self._fill_slots(sweep, runs, now)
             runs = self.store.runs(self.sweep_id)
-            reason = self._end_reason(runs)
+            reason = self._end_reason(sweep, runs)
         if reason is not None:
             state, why = reason
             why += self._metric_note(runs)
@@ -150,22 +150,24 @@ class Controller:
 
     # -- decisions ------------------------------------------------------------------------------------------
 
-    def _trials(self, runs: list[Any], histories: dict[str, list[dict[str, Any]]] | None = None) -> list[Trial]:
+    def _trials(
+        self, sweep: Sweep, runs: list[Any], histories: dict[str, list[dict[str, Any]]] | None = None
+    ) -> list[Trial]:
         trials = [
             Trial(f"prior-{i}", p["config"], "finished", p.get("summary", {}), p.get("history", []))
-            for i, p in enumerate(self._sweep().prior_runs or [])
+            for i, p in enumerate(sweep.prior_runs or [])
         ]
         for run in runs:
             history = (histories or {}).get(run.id, [])
             trials.append(Trial(run.id, run.config, _ENGINE_STATE[run.state], run.summary, history))
         return trials
 
-    def _apply_hyperband(self, runs: list[Any], now: float) -> None:
+    def _apply_hyperband(self, sweep: Sweep, runs: list[Any], now: float) -> None:
         running = [r for r in runs if r.state is RunState.RUNNING and r.stop_requested is None]
         if not self.stopper.enabled or not running or now - self._last_hyperband < self.settings.hyperband_every:
             return
         self._last_hyperband = now
-        trials = self._trials(runs, self.store.histories(self.sweep_id))
+        trials = self._trials(sweep, runs, self.store.histories(self.sweep_id))
         for run_id, why in self.stopper.to_stop(trials).items():
             if any(r.id == run_id for r in running):
                 self.store.request_stop(run_id, why, now=now)
@@ -176,7 +178,7 @@ class Controller:
         if free <= 0 or self._exhausted:
             return
         histories = self.store.histories(self.sweep_id) if self.config.method == "bayes" else None
-        trials = self._trials(runs, histories)
+        trials = self._trials(sweep, runs, histories)
         duplicates = 0
         while free > 0:
             if sweep.run_cap is not None and len(trials) - len(sweep.prior_runs or []) >= sweep.run_cap:
@@ -218,7 +220,7 @@ class Controller:
             return f"; no run logged a finite value of {metric.name!r} (NaN or infinite)"
         return ""
 
-    def _end_reason(self, runs: list[Any]) -> tuple[SweepState, str] | None:
+    def _end_reason(self, sweep: Sweep, runs: list[Any]) -> tuple[SweepState, str] | None:
         metric = self.config.metric
         if metric is not None and metric.target is not None:
             for run in runs:
@@ -244,7 +246,7 @@ class Controller:
         in_flight = any(r.state in (RunState.QUEUED, RunState.RUNNING) for r in runs)
         if in_flight:
             return None
-        cap = self._sweep().run_cap
+        cap = sweep.run_cap
         if cap is not None and len(runs) >= cap:
             return SweepState.FINISHED, f"run_cap {cap} reached"
         if self._exhausted:
