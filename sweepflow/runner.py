@@ -97,10 +97,6 @@ class RunProcess:
             )
         return cls(spec, proc)
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
     def poll_rows(self) -> list[dict[str, Any]]:
         """History rows logged since the last call (empty until wandb has written its log)."""
         if self._log is None:

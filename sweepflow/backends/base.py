@@ -25,7 +25,6 @@ from sweepflow.errors import SweepflowError
 SweepState = Literal["pending", "running", "paused", "finished", "stopped", "cancelled", "failed"]
 RunState = Literal["queued", "running", "finished", "failed", "crashed", "stopped"]
 TERMINAL_SWEEP_STATES: frozenset[str] = frozenset({"finished", "stopped", "cancelled", "failed"})
-TERMINAL_RUN_STATES: frozenset[str] = frozenset({"finished", "failed", "crashed", "stopped"})
 
 
 class TransientBackendError(SweepflowError):
