@@ -103,10 +103,10 @@ class _TimeShim:
 def instrument() -> dict[str, Any]:
     """Wrap store/engine/runner entry points with timers; swap in an Agent that logs slot events."""
     import sweepflow.backends.local as local_mod
-    from sweepflow.agent import Agent
     from sweepflow.config import SweepConfig
-    from sweepflow.engine import SweepsSearcher
-    from sweepflow.runner import RunProcess
+    from sweepflow.local.agent import Agent
+    from sweepflow.local.runner import RunProcess
+    from sweepflow.local.search import SweepsSearcher
     from sweepflow.store import Store
 
     for name, value in list(vars(Store).items()):
@@ -281,7 +281,7 @@ class CpuSampler(threading.Thread):
 
 
 def calibrate(train_seconds: float, tmp: Path) -> dict[str, Any]:
-    from sweepflow.txlog import RunLog, find_run_file
+    from sweepflow.local.txlog import RunLog, find_run_file
 
     probe_epochs = 40
     wandb_dir = tmp / "calibration"
@@ -333,7 +333,7 @@ def sweep_config(args: argparse.Namespace, epochs: int) -> dict[str, Any]:
 
 def run_start_time(run_dir: Path, run_id: str) -> float | None:
     """wandb's own run start (``wandb.init`` began) from the run record of the transaction log."""
-    from sweepflow.txlog import TransactionLog, find_run_file
+    from sweepflow.local.txlog import TransactionLog, find_run_file
 
     path = find_run_file(run_dir, run_id)
     if path is None:
@@ -368,8 +368,9 @@ def lanes(runs: list[Any], workers: int, begin: float, end: float) -> dict[str, 
 def run_sweep(args: argparse.Namespace, epochs: int, home: Path) -> dict[str, Any]:
     os.environ["SWEEPFLOW_HOME"] = str(home)
     events = instrument()
-    from sweepflow.backends.local import LocalBackend, drive
+    from sweepflow.backends.local import LocalBackend
     from sweepflow.config import load_sweep_config
+    from sweepflow.local.drive import drive
     from sweepflow.settings import Settings
 
     settings = Settings()
@@ -568,7 +569,7 @@ def engine_bench(args: argparse.Namespace, epochs: int) -> dict[str, Any]:
     import numpy as np
 
     from sweepflow.config import load_sweep_config
-    from sweepflow.engine import SweepsSearcher, Trial
+    from sweepflow.local.search import SweepsSearcher, Trial
 
     sizes = sorted({0, 1, 5, 10, args.runs - 1} - {-1})
     out: dict[str, Any] = {}

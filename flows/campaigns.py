@@ -12,7 +12,7 @@ from prefect import flow
 from pydantic import Field
 
 from flows.sweep_pipeline import sweep_pipeline
-from sweepflow.campaign import CampaignResult
+from sweepflow.campaign.results import CampaignResult
 from sweepflow.config import Pipeline, SweepConfig, iter_leaves, load_sweep_config
 from sweepflow.config.base import ConfigModel
 

@@ -17,7 +17,7 @@ from prefect import flow
 
 from flows.data_refresh import data_dir_for
 from flows.sweep_pipeline import sweep_pipeline
-from sweepflow.campaign import CampaignResult
+from sweepflow.campaign.results import CampaignResult
 from sweepflow.config import Pipeline, load_pipeline
 from sweepflow.config.overrides import CampaignOverrides, apply_overrides
 

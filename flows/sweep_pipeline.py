@@ -16,9 +16,9 @@ import pandas as pd
 from prefect import flow, get_run_logger
 
 from sweepflow.backends import RunRecord
-from sweepflow.campaign import CampaignResult, StageResult, evaluate_when, stage_result
+from sweepflow.campaign.derive import warm_start_runs
+from sweepflow.campaign.results import CampaignResult, StageResult, evaluate_when, stage_result
 from sweepflow.config import Metric, Pipeline, SweepConfig, load_pipeline
-from sweepflow.derive import warm_start_runs
 from sweepflow.settings import Settings
 from tasks.analyze import analyze
 from tasks.collect_runs import collect_runs

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from sweepflow.campaign import StageResult, stage_result
+from sweepflow.campaign.results import StageResult, stage_result
 from sweepflow.config import SweepConfig, load_sweep_config
 from tasks.analyze import analyze
 from tasks.collect_runs import collect_runs

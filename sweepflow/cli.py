@@ -171,8 +171,8 @@ def launch_sweep(
 def _wait_with_progress(backend, sweep_id: str, console: Console) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from sweepflow.backends.local import drive
-    from sweepflow.controller import ControllerLeaseTaken
+    from sweepflow.local.controller import ControllerLeaseTaken
+    from sweepflow.local.drive import drive
 
     status = backend.status(sweep_id)
     with Progress(
@@ -205,8 +205,8 @@ def _wait_with_progress(backend, sweep_id: str, console: Console) -> None:
 @_guard
 def controller(sweep_id: str, store: StoreOption = None) -> None:
     """Drive one sweep until it ends (started detached by launch-sweep and the flows)."""
-    from sweepflow.backends.local import drive
-    from sweepflow.controller import ControllerLeaseTaken
+    from sweepflow.local.controller import ControllerLeaseTaken
+    from sweepflow.local.drive import drive
 
     try:
         drive(_backend(store), sweep_id)
@@ -222,7 +222,7 @@ def launch_agent(
     store: StoreOption = None,
 ) -> None:
     """Run an agent in the foreground: claim runs from QUEUE and run them (Ctrl-C stops it cleanly)."""
-    from sweepflow.agent import Agent
+    from sweepflow.local.agent import Agent
 
     backend = _backend(store)
     s = backend.settings
@@ -305,7 +305,7 @@ def runs_cmd(
     if output == "json":
         out.print_json(json.dumps([r.model_dump(mode="json") for r in runs]))
         return
-    from sweepflow.analysis import runs_frame
+    from sweepflow.campaign.analysis import runs_frame
 
     frame = runs_frame(runs)
     if output == "csv":

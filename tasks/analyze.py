@@ -9,7 +9,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from sweepflow.analysis import SUMMARY, best_run, config_of, cost_summary, importance, top_k
+from sweepflow.campaign.analysis import SUMMARY, best_run, config_of, cost_summary, importance, top_k
 from sweepflow.config import Metric
 from tasks._common import artifact_key
 

@@ -1,4 +1,4 @@
-"""collect_runs: every run of a sweep as a pandas DataFrame (columns: see sweepflow.analysis)."""
+"""collect_runs: every run of a sweep as a pandas DataFrame (columns: see sweepflow.campaign.analysis)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from sweepflow.analysis import runs_frame
+from sweepflow.campaign.analysis import runs_frame
 from tasks._common import backend_for, retry_transient
 
 

@@ -7,8 +7,8 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from sweepflow.campaign.derive import Derived, derive_config
 from sweepflow.config import Derive, SweepConfig
-from sweepflow.derive import Derived, derive_config
 from tasks._common import artifact_key
 
 

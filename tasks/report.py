@@ -9,9 +9,9 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from sweepflow.campaign import CampaignResult
+from sweepflow.campaign.report import parallel_coordinates, summary_markdown
+from sweepflow.campaign.results import CampaignResult
 from sweepflow.config import Metric
-from sweepflow.report import parallel_coordinates, summary_markdown
 from tasks._common import artifact_key
 
 

@@ -13,20 +13,19 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from sweepflow.agent import Agent
 from sweepflow.backends.base import Backend, RunRecord, SweepHandle, SweepNotFound, SweepStatus
 from sweepflow.config import SweepConfig
-from sweepflow.controller import Controller, ControllerLeaseTaken, ControllerSettings, owner_is_dead, process_gone
-from sweepflow.jobs import resolve_program
+from sweepflow.local.drive import DEFAULT_QUEUE
+from sweepflow.local.processes import owner_is_dead
+from sweepflow.local.registry import resolve_program
 from sweepflow.settings import Settings
 from sweepflow.store import Run, Store, Sweep, SweepState, get_store
 
-DEFAULT_QUEUE = "default"
 _RESUMABLE = (SweepState.STOPPED, SweepState.FAILED, SweepState.PAUSED)
 
 
@@ -185,78 +184,3 @@ def _best(runs: list[Run], config: SweepConfig) -> tuple[str | None, float | Non
         return None, None
     value, run_id = (min if metric.goal == "minimize" else max)(scored)
     return run_id, value
-
-
-def drive(
-    backend: LocalBackend,
-    sweep_id: str,
-    *,
-    embedded_agents: bool | None = None,
-    on_tick: Callable[[], None] | None = None,
-) -> Sweep:
-    """Run the controller (and, if no live agent serves the queue, an agent pool) until the sweep ends.
-
-    Raises :class:`ControllerLeaseTaken` if another live controller drives the sweep.
-    """
-    s = backend.settings
-    store = backend.store
-    sweep = backend._sweep(sweep_id)
-    queue = sweep.config.get("queue") or DEFAULT_QUEUE
-    launch = sweep.config.get("launch") if isinstance(sweep.config.get("launch"), dict) else {}
-    controller = Controller(
-        store,
-        sweep_id,
-        settings=ControllerSettings(
-            lease_ttl=s.lease_ttl,
-            max_consecutive_failures=s.max_consecutive_failures,
-            queue=queue,
-            priority=launch.get("priority"),  # Launch's own key: a run's place in its queue
-        ),
-    )
-
-    def make_agent() -> Agent:
-        return Agent(
-            store,
-            queue,
-            runs_dir=s.runs_dir,
-            max_jobs=controller.config.num_workers,
-            lease_ttl=s.lease_ttl,
-            stop_grace=s.stop_grace,
-            term_grace=s.term_grace,
-        )
-
-    def queue_served() -> bool:
-        live = store.live_agents(queue, max_age=s.lease_ttl)
-        return any(not process_gone(a.host, a.pid) for a in live)
-
-    agent = make_agent() if embedded_agents or (embedded_agents is None and not queue_served()) else None
-    try:
-        while True:
-            if agent:
-                agent.tick(claim=False)  # record ended runs first, so their slots are free this round
-            try:
-                active = controller.tick()
-            except ControllerLeaseTaken:
-                # A crashed controller's lease outlives it by up to lease_ttl: wait that out, but never
-                # compete with a live one.
-                if not owner_is_dead(backend._sweep(sweep_id).lease_owner):
-                    raise
-                time.sleep(s.poll_interval * 10)
-                continue
-            if agent is None and embedded_agents is None and active and not queue_served():
-                agent = make_agent()  # the agents that served the queue are gone: serve it ourselves
-            if agent:
-                agent.tick()
-            if on_tick:
-                on_tick()
-            if not active and not (agent and agent.busy):
-                break
-            if agent:
-                agent.wait(s.poll_interval)  # wakes as soon as a run exits
-            else:
-                time.sleep(s.poll_interval)
-    finally:
-        if agent:
-            agent.shutdown()
-        controller.release()
-    return backend._sweep(sweep_id)

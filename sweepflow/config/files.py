@@ -121,7 +121,7 @@ def check_file(path: str | Path) -> Checked:
     if "stages" in data:
         return check_pipeline(data, str(path), path.parent)
     if "jobs" in data and not {"method", "parameters"} & set(data):
-        from sweepflow.jobs import check_registry  # the local job registry (sweepflow.yaml)
+        from sweepflow.local.registry import check_registry  # the local job registry (sweepflow.yaml)
 
         return Checked(str(path), "registry", errors=[Issue("", p) for p in check_registry(path, data)])
     return check_sweep(data, str(path))

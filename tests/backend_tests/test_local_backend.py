@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from sweepflow.backends.local import LocalBackend, drive
-from sweepflow.jobs import JobError
+from sweepflow.backends.local import LocalBackend
+from sweepflow.local.command import JobError
+from sweepflow.local.drive import drive
 from tests.backend_tests.conftest import curve_config, sweep
 
 
@@ -106,7 +107,7 @@ def test_launch_is_get_or_create_on_its_key(backend: LocalBackend) -> None:
 
 
 def test_higher_priority_runs_are_claimed_first_and_queues_price_runs(backend: LocalBackend) -> None:
-    from sweepflow.controller import Controller, ControllerSettings
+    from sweepflow.local.controller import Controller, ControllerSettings
 
     store = backend.store
     store.ensure_queue("shared", cost_per_hour=3600.0)  # $1 per second of run time

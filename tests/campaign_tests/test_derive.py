@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from sweepflow.analysis import best_run, importance, runs_frame, top_k
 from sweepflow.backends.base import RunRecord
+from sweepflow.campaign.analysis import best_run, importance, runs_frame, top_k
+from sweepflow.campaign.derive import DeriveError, derive_config
 from sweepflow.config import Derive, load_sweep_config
-from sweepflow.derive import DeriveError, derive_config
 
 BASE = load_sweep_config(
     {

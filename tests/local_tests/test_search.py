@@ -8,7 +8,7 @@ import random
 import numpy as np
 
 from sweepflow.config import load_sweep_config
-from sweepflow.engine import HyperbandStopper, Trial, searcher_for, to_json
+from sweepflow.local.search import HyperbandStopper, Trial, searcher_for, to_json
 
 
 def _run_sweep(config: dict, n: int, seed: int = 0) -> list[dict]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from sweepflow.analysis import CONFIG, SUMMARY, config_of, top_k
+from sweepflow.campaign.analysis import CONFIG, SUMMARY, config_of, top_k
 from sweepflow.config import Derive, Metric, Parameter, SweepConfig, check_sweep, iter_leaves
 from sweepflow.errors import SweepflowError
 

@@ -9,19 +9,15 @@ so no orphan keeps training unobserved.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import select
-import shutil
-import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sweepflow.config import SweepConfig
-from sweepflow.jobs import JobError, ResolvedJob, build_command
-from sweepflow.runner import RunProcess, RunSpec
+from sweepflow.local.command import JobError, ResolvedJob, build_command
+from sweepflow.local.processes import die_with_parent
+from sweepflow.local.runner import RunProcess, RunSpec
 from sweepflow.store import Claim, Store
 
 
@@ -31,23 +27,6 @@ class _Active:
     proc: RunProcess
     stop_reason: str | None = None
     rows_seen: int = 0
-
-
-def _die_with_parent(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:
-    """Make the run die with the agent (kill -9 included): no orphan keeps training unobserved.
-
-    ``setpriv --pdeathsig KILL`` sets Linux's parent-death signal and execs the run: a plain ``vfork``-fast spawn.
-    Without setpriv, a ``preexec_fn`` does the same, but forces a full ``fork()`` (~20 ms for a 200 MB agent).
-    """
-    setpriv = shutil.which("setpriv")
-    if setpriv:
-        return [setpriv, "--pdeathsig", "KILL", "--", *argv], None
-
-    def prctl() -> None:  # pragma: no cover - runs in the child between fork and exec
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-    return argv, prctl
 
 
 class Agent:
@@ -157,7 +136,7 @@ class Agent:
             return
         if self.store.mark_run_started(run.id, self.id, item_id=claim.item.id, now=now) is None:
             return  # the claim went away (sweep ended, lease reaped) between claim and start
-        argv, preexec = _die_with_parent(argv)
+        argv, preexec = die_with_parent(argv)
         spec = RunSpec(
             run_id=run.id,
             argv=argv,

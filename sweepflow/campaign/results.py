@@ -11,7 +11,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from sweepflow.analysis import SUMMARY, best_run, config_of, ranked
+from sweepflow.campaign.analysis import SUMMARY, best_run, config_of, ranked
 from sweepflow.config import Metric, When
 
 

@@ -1,4 +1,4 @@
-"""Tests for ``sweepflow.txlog`` on real transaction logs written by wandb 0.31 in offline mode.
+"""Tests for ``sweepflow.local.txlog`` on real transaction logs written by wandb 0.31 in offline mode.
 
 Each real run is ``examples/train_digits.py`` in a subprocess (about 4 s each, three in total), because
 the point is to pin down what wandb-core actually writes, not what we think it writes.
@@ -23,9 +23,9 @@ import pytest
 from sklearn.datasets import load_digits
 from wandb.proto import wandb_internal_pb2 as pb
 
-from sweepflow.txlog import BLOCK_SIZE, FILE_HEADER, RunLog, TransactionLog, TransactionLogError, find_run_file
+from sweepflow.local.txlog import BLOCK_SIZE, FILE_HEADER, RunLog, TransactionLog, TransactionLogError, find_run_file
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "examples" / "train_digits.py"
 FLUSH_INTERVAL_S = 1.0
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweepflow.txlog import RunLog, find_run_file
+from sweepflow.local.txlog import RunLog, find_run_file
 
 
 def _pidfd(pid: int) -> int | None:

@@ -15,13 +15,12 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sweepflow.config import SweepConfig
-from sweepflow.engine import HyperbandStopper, Trial, searcher_for
+from sweepflow.local.search import HyperbandStopper, Trial, searcher_for
 from sweepflow.store import (
     DuplicateConfigError,
     RunCapReachedError,
@@ -49,29 +48,6 @@ MAX_DUPLICATE_DRAWS = 50  # a random search over a small discrete space runs out
 
 class ControllerLeaseTaken(Exception):
     """Another live controller drives this sweep."""
-
-
-def process_gone(host: str | None, pid: int | None) -> bool:
-    """Whether ``pid`` on ``host`` is known to be dead: only answerable for processes of this host."""
-    if host != socket.gethostname() or pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:  # a killed child not yet reaped by its parent is a zombie: dead, though kill(pid, 0) succeeds
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def owner_is_dead(owner: str | None) -> bool:
-    """Whether a lease owner (``host:pid:nonce``) is a process of this host that no longer exists."""
-    host, _, rest = (owner or "").partition(":")
-    pid = rest.partition(":")[0]
-    return pid.isdigit() and process_gone(host, int(pid))
 
 
 @dataclass

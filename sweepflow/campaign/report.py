@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sweepflow.analysis import CONFIG, SUMMARY, ranked
-from sweepflow.campaign import CampaignResult
+from sweepflow.campaign.analysis import CONFIG, SUMMARY, ranked
+from sweepflow.campaign.results import CampaignResult
 from sweepflow.config import Metric
 
 

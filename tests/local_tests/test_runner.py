@@ -7,9 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from sweepflow.runner import RunProcess, RunSpec
+from sweepflow.local.runner import RunProcess, RunSpec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "train_digits.py"
 
 

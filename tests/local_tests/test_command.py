@@ -1,4 +1,4 @@
-"""Tests for ``sweepflow.jobs``: run command lines against W&B's own agent, and the local job registry.
+"""Tests for ``sweepflow.local.command``: run command lines against W&B's own agent, and the local job registry.
 
 The oracle is wandb's real ``Agent._command_run`` (wandb 0.31), driven offline: the agent is built without an
 API, ``AgentProcess`` is replaced by a recorder, and WANDB_DIR points into tmp_path. It runs W&B's whole path
@@ -21,7 +21,7 @@ from wandb import wandb_agent
 
 from sweepflow.config import SweepConfig
 from sweepflow.errors import SweepflowError
-from sweepflow.jobs import (
+from sweepflow.local.command import (
     ARGS_JSON_FILE,
     DEFAULT_COMMAND,
     WANDB_MACROS,
@@ -29,8 +29,8 @@ from sweepflow.jobs import (
     ResolvedJob,
     build_command,
     format_args,
-    resolve_program,
 )
+from sweepflow.local.registry import resolve_program
 
 ENV = {"SWEEP_PY": "python3", "API_KEY": "k e y", "AS_MACRO": "${args}", "EMPTY": ""}
 

@@ -1,0 +1,57 @@
+"""Facts about processes on this machine that the local backend relies on: is a lease owner dead, and how a run
+is tied to its agent's life.
+
+On one machine a dead process is known at once (its pid is gone or a zombie); across machines only an expired
+lease tells, so these answer "dead" only for processes of this host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+
+def process_gone(host: str | None, pid: int | None) -> bool:
+    """Whether ``pid`` on ``host`` is known to be dead: only answerable for processes of this host."""
+    if host != socket.gethostname() or pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a killed child not yet reaped by its parent is a zombie: dead, though kill(pid, 0) succeeds
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """Whether a lease owner (``host:pid:nonce``) is a process of this host that no longer exists."""
+    host, _, rest = (owner or "").partition(":")
+    pid = rest.partition(":")[0]
+    return pid.isdigit() and process_gone(host, int(pid))
+
+
+def die_with_parent(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:
+    """Make the run die with the agent (kill -9 included): no orphan keeps training unobserved.
+
+    ``setpriv --pdeathsig KILL`` sets Linux's parent-death signal and execs the run: a plain ``vfork``-fast spawn.
+    Without setpriv, a ``preexec_fn`` does the same, but forces a full ``fork()`` (~20 ms for a 200 MB agent).
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        return [setpriv, "--pdeathsig", "KILL", "--", *argv], None
+
+    def prctl() -> None:  # pragma: no cover - runs in the child between fork and exec
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+    return argv, prctl
