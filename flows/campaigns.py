@@ -13,7 +13,7 @@ from pydantic import Field
 
 from flows.sweep_pipeline import sweep_pipeline
 from sweepflow.campaign.results import CampaignResult
-from sweepflow.config import Pipeline, SweepConfig, iter_leaves, load_sweep_config
+from sweepflow.config import Derive, Pipeline, Stage, SweepConfig, WarmStart, iter_leaves, load_sweep_config
 from sweepflow.config.base import ConfigModel
 
 NUMERIC = {
@@ -42,42 +42,57 @@ def _load(config: SweepConfig | str) -> SweepConfig:
 
 @flow(name="multi-stage-sweep", log_prints=True)
 def multi_stage_sweep(
-    coarse: SweepConfig | str, name: str = "coarse-to-fine", key: str | None = None, fine: FineStage | None = None,
+    coarse: SweepConfig | str,
+    name: str = "coarse-to-fine",
+    key: str | None = None,
+    fine: FineStage | None = None,
     backend: str = "local",
-) -> CampaignResult:  # fmt: skip
+) -> CampaignResult:
     """Coarse search, then a fine search narrowed around its best runs (every numeric range narrowed,
     every categorical reduced to the values the best runs used)."""
     coarse_config, fine = _load(coarse), fine or FineStage()
     leaves = {".".join(p): param for p, param in iter_leaves(coarse_config.parameters or {})}
-    narrow = [n for n, p in leaves.items() if p.distribution in NUMERIC]
-    keep = [n for n, p in leaves.items() if p.distribution == "categorical"]
-    derive = {"from": "coarse", "top_k": fine.top_k, "margin": fine.margin, "narrow": narrow, "keep_seen": keep,
-              "warm_start": fine.warm_start, "method": fine.method, "run_cap": fine.run_cap}  # fmt: skip
-    spec = Pipeline.model_validate({"name": name, "backend": backend, "stages": {
-        "coarse": {"sweep": coarse_config}, "fine": {"needs": ["coarse"], "derive": derive}}})  # fmt: skip
-    return sweep_pipeline(spec, key=key)
+    derive = Derive(
+        from_="coarse",
+        top_k=fine.top_k,
+        margin=fine.margin,
+        narrow=[n for n, p in leaves.items() if p.distribution in NUMERIC],
+        keep_seen=[n for n, p in leaves.items() if p.distribution == "categorical"],
+        warm_start=fine.warm_start,
+        method=fine.method,
+        run_cap=fine.run_cap,
+    )
+    stages = {"coarse": Stage(sweep=coarse_config), "fine": Stage(needs=["coarse"], derive=derive)}
+    return sweep_pipeline(Pipeline(name=name, backend=backend, stages=stages), key=key)
 
 
 @flow(name="nested-sweep", log_prints=True)
 def nested_sweep(
-    architecture: SweepConfig | str, hyperparameters: SweepConfig | str, fix: list[str],
-    name: str = "arch-then-hparams", key: str | None = None, backend: str = "local",
-) -> CampaignResult:  # fmt: skip
+    architecture: SweepConfig | str,
+    hyperparameters: SweepConfig | str,
+    fix: list[str],
+    name: str = "arch-then-hparams",
+    key: str | None = None,
+    backend: str = "local",
+) -> CampaignResult:
     """Sweep architectures, then sweep hyperparameters with the parameters in ``fix`` set to the best
     architecture's values (they must exist in both configs)."""
-    spec = Pipeline.model_validate({"name": name, "backend": backend, "stages": {
-        "arch": {"sweep": _load(architecture)},
-        "hparams": {"sweep": _load(hyperparameters), "needs": ["arch"], "derive": {"from": "arch", "fix": fix}},
-    }})  # fmt: skip
-    return sweep_pipeline(spec, key=key)
+    stages = {
+        "arch": Stage(sweep=_load(architecture)),
+        "hparams": Stage(sweep=_load(hyperparameters), needs=["arch"], derive=Derive(from_="arch", fix=fix)),
+    }
+    return sweep_pipeline(Pipeline(name=name, backend=backend, stages=stages), key=key)
 
 
 @flow(name="warm-start-sweep", log_prints=True)
 def warm_start_sweep(
-    config: SweepConfig | str, from_sweep: str, top_k: int = 5, name: str = "warm-start", key: str | None = None,
+    config: SweepConfig | str,
+    from_sweep: str,
+    top_k: int = 5,
+    name: str = "warm-start",
+    key: str | None = None,
     backend: str = "local",
-) -> CampaignResult:  # fmt: skip
+) -> CampaignResult:
     """A new sweep seeded with the best ``top_k`` runs of sweep ``from_sweep`` that fit its space."""
-    spec = Pipeline.model_validate({"name": name, "backend": backend, "stages": {
-        "main": {"sweep": _load(config), "warm_start": {"sweep": from_sweep, "top_k": top_k}}}})  # fmt: skip
-    return sweep_pipeline(spec, key=key)
+    stages = {"main": Stage(sweep=_load(config), warm_start=WarmStart(sweep=from_sweep, top_k=top_k))}
+    return sweep_pipeline(Pipeline(name=name, backend=backend, stages=stages), key=key)

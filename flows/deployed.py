@@ -11,7 +11,6 @@ the campaign's identity (same key, same sweeps):
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 from prefect import flow
 
@@ -24,16 +23,11 @@ from sweepflow.config.overrides import CampaignOverrides, apply_overrides
 DEFAULT_SPEC = "deployments/digits-campaign.yaml"
 
 
-def _load(spec: str) -> tuple[Pipeline, str]:
-    path = Path(spec).resolve()
-    return load_pipeline(path), str(path.parent)
-
-
 @flow(name="nightly-retune", log_prints=True)
 def nightly_retune(pipeline: str = DEFAULT_SPEC) -> CampaignResult:
     """Re-tune the campaign in ``pipeline`` (a spec path); one campaign per night."""
-    spec, config_dir = _load(pipeline)
-    return sweep_pipeline(spec, key=f"{spec.name}-nightly-{dt.date.today().isoformat()}", config_dir=config_dir)
+    spec = load_pipeline(pipeline)
+    return sweep_pipeline(spec, key=f"{spec.name}-nightly-{dt.date.today().isoformat()}")
 
 
 @flow(name="tune", log_prints=True)
@@ -41,20 +35,19 @@ def tune(
     pipeline: str = DEFAULT_SPEC, overrides: CampaignOverrides | None = None, key: str | None = None
 ) -> CampaignResult:
     """Run a campaign by hand: a spec path, plus run caps, parallelism, backend or queue to change."""
-    spec, config_dir = _load(pipeline)
-    spec = apply_overrides(spec, overrides or CampaignOverrides())
+    spec = apply_overrides(load_pipeline(pipeline), overrides or CampaignOverrides())
     key = key or f"{spec.name}-manual-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S')}"
-    return sweep_pipeline(spec, key=key, config_dir=config_dir)
+    return sweep_pipeline(spec, key=key)
 
 
 @flow(name="retune-after-refresh", log_prints=True)
 def retune_after_refresh(upstream_flow_run_id: str, pipeline: str = DEFAULT_SPEC) -> CampaignResult:
     """The campaign for one data refresh: trains on that refresh's data, keyed on its flow run id."""
     version = upstream_flow_run_id.removeprefix("prefect.flow-run.")
-    spec, config_dir = _load(pipeline)
+    spec = load_pipeline(pipeline)
     data_dir = str(data_dir_for(version))
     data = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     for stage in data["stages"].values():
         if "sweep" in stage:
             stage["sweep"]["parameters"]["data_dir"] = {"value": data_dir}
-    return sweep_pipeline(Pipeline.model_validate(data), key=f"{spec.name}-refresh-{version}", config_dir=config_dir)
+    return sweep_pipeline(Pipeline.model_validate(data), key=f"{spec.name}-refresh-{version}")

@@ -1,38 +1,27 @@
 """sweep_pipeline: a campaign of sweeps as one durable DAG.
 
-Stages run level by level (``Pipeline.levels``); the stages of a level run concurrently (task futures). Before a
-stage starts, its ``when`` is evaluated on its upstream's runs (a false one skips the stage, and everything that
-needs it, with the reason) and its ``derive`` rule builds its space from the upstream's results. Re-running the
-flow with the same pipeline key resumes: each stage's sweep is keyed on (pipeline key, stage), so finished stages
-return their results at once and running ones are re-attached, never re-created.
+Stages run level by level (``Pipeline.levels``); the stages of a level run concurrently (task futures). Each stage
+is planned first (``plan_stage``: skipped with its reason when an upstream did not finish or its ``when`` is
+false; its space derived from the upstream's runs; warm-start runs carried), then launched, waited on, collected
+and analyzed. Re-running the flow with the same pipeline key resumes: each stage's sweep is keyed on (pipeline
+key, stage), so finished stages return their results at once and running ones are re-attached, never re-created.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-import pandas as pd
 from prefect import flow, get_run_logger
 
-from sweepflow.backends import RunRecord
-from sweepflow.campaign.derive import warm_start_runs
-from sweepflow.campaign.results import CampaignResult, StageResult, evaluate_when, stage_result
-from sweepflow.config import Metric, Pipeline, SweepConfig, load_pipeline
+from sweepflow.campaign.analysis import runs_frame
+from sweepflow.campaign.plan import Outcome, Skip
+from sweepflow.campaign.results import CampaignResult, StageResult, stage_result
+from sweepflow.config import Pipeline, load_pipeline
 from sweepflow.settings import Settings
 from tasks.analyze import analyze
 from tasks.collect_runs import collect_runs
-from tasks.derive_stage import derive_stage
 from tasks.launch_sweep import launch_sweep
+from tasks.plan_stage import plan_stage
 from tasks.report import report
 from tasks.wait_for_sweep import wait_for_sweep
-
-
-def _priors(runs: list[dict[str, Any]], sweep_id: str) -> list[RunRecord]:
-    return [
-        RunRecord(id=str(r["run_id"]), sweep_id=sweep_id, state="finished", config=r["config"], summary=r["summary"])
-        for r in runs
-    ]
 
 
 @flow(name="sweep-pipeline", log_prints=True)
@@ -43,85 +32,60 @@ def sweep_pipeline(
     store: str | None = None,
     timeout_s: float = 6 * 3600,
     report_dir: str | None = None,
-    config_dir: str | None = None,
 ) -> CampaignResult:
     """Run a pipeline spec (a YAML path or the model) and return the best config overall and per stage.
 
     Args:
         pipeline: the spec, or the path of its YAML file (stage sweep paths are relative to it).
         key: the campaign's identity; the same key resumes the same sweeps (default: the spec's key or name).
-        backend: override the spec's backend (`local` or `wandb`).
-        store: the local backend's store URL (default: `$SWEEPFLOW_HOME`).
+        backend: override the spec's backend.
+        store: the local backend's store URL (default: `$SWEEPFLOW_STORE_URL`, else `$SWEEPFLOW_HOME`).
         timeout_s: how long to wait for each stage's sweep.
         report_dir: where plots and the summary go (default: `$SWEEPFLOW_HOME/reports/<key>`).
-        config_dir: where relative programs and the job registry are looked up, for a spec given as a model
-            (default: the spec file's folder, or the working directory).
     """
     logger = get_run_logger()
-    if config_dir is None and isinstance(pipeline, str):
-        config_dir = str(Path(pipeline).resolve().parent)
     spec = load_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
     key = key or spec.pipeline_key
-    backend = backend or spec.backend
+    common = {"backend": backend or spec.backend, "store": store}
     result = CampaignResult(pipeline=spec.name, key=key)
-    frames: dict[str, pd.DataFrame] = {}
-    metrics: dict[str, Metric | None] = {}
-    common = {"backend": backend, "store": store}
+    done: dict[str, Outcome] = {}
 
     for level in spec.levels():
-        planned: dict[str, tuple[SweepConfig, list[RunRecord]]] = {}
+        plans = {}
         for name in level:
-            stage = spec.stages[name]
-            skipped = [n for n in stage.needs if result.stages[n].state != "finished"]
-            if skipped:
-                reason = f"upstream stage {skipped[0]} {result.stages[skipped[0]].state}"
-                result.stages[name] = StageResult(name=name, state="skipped", reason=reason)
-                logger.info("stage %s skipped: %s", name, reason)
-                continue
-            if stage.when is not None:
-                holds, why = evaluate_when(stage.when, frames[stage.when.stage], metrics[stage.when.stage])
-                if not holds:
-                    result.stages[name] = StageResult(name=name, state="skipped", reason=why)
-                    logger.info("stage %s skipped: %s", name, why)
-                    continue
-            config, priors = spec.base_config(name), []
-            if stage.derive is not None:
-                upstream = stage.derive.from_
-                derived = derive_stage(config, stage.derive, frames[upstream], stage=name)
-                config, priors = derived.config, _priors(derived.warm_start, result.stages[upstream].sweep_id or "")
-            if stage.warm_start is not None and config.metric is not None:
-                source = collect_runs(stage.warm_start.sweep, stage=f"{name}-warm-start", **common)
-                priors += _priors(
-                    warm_start_runs(config, source, config.metric, stage.warm_start.top_k), stage.warm_start.sweep
-                )
-            planned[name] = (config, priors)
-
+            decided = plan_stage(spec, name, done, key=key, **common)
+            if isinstance(decided, Skip):
+                skipped = StageResult(name=name, state="skipped", reason=decided.reason)
+                result.stages[name] = skipped
+                done[name] = Outcome(skipped, runs_frame([], stage=name), None)
+            else:
+                plans[name] = decided
         launched = {
             name: launch_sweep.submit(
-                config,
+                plan.config,
                 pipeline_key=key,
                 stage=name,
                 project=spec.project or spec.name,
-                prior_runs=priors,
-                config_dir=config_dir,
+                prior_runs=plan.prior_runs,
                 **common,
             )
-            for name, (config, priors) in planned.items()
+            for name, plan in plans.items()
         }
-        waited = {n: wait_for_sweep.submit(launched[n], stage=n, timeout_s=timeout_s, **common) for n in planned}
-        for name, (config, _) in planned.items():
+        waited = {n: wait_for_sweep.submit(launched[n], stage=n, timeout_s=timeout_s, **common) for n in plans}
+        for name, plan in plans.items():
             status = waited[name].result()
+            metric = plan.config.metric
             frame = collect_runs(status.id, stage=name, **common)
-            analyze(frame, stage=name, metric=config.metric)
-            frames[name], metrics[name] = frame, config.metric
-            result.stages[name] = stage_result(name, status.id, status.state, status.reason, frame, config.metric)
-            best = result.stages[name]
+            analyze(frame, stage=name, metric=metric)
+            stage = stage_result(name, status.id, status.state, status.reason, frame, metric)
+            result.stages[name], done[name] = stage, Outcome(stage, frame, metric)
             logger.info(
-                "stage %s: %s, %d runs, best %s = %s", name, status.state, best.runs, best.metric, best.best_value
+                "stage %s: %s, %d runs, best %s = %s", name, status.state, stage.runs, stage.metric, stage.best_value
             )
 
     result.pick_best()
     out = report_dir or str(Settings().home_dir / "reports" / key.replace("/", "_"))
-    report(result, frames, metrics, out)
+    ran = {name: outcome for name, outcome in done.items() if outcome.result.sweep_id}
+    report(result, {n: o.frame for n, o in ran.items()}, {n: o.metric for n, o in ran.items()}, out)
     result.report_dir = out
     return result

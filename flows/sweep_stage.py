@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow
 
 from sweepflow.campaign.results import StageResult, stage_result
@@ -24,10 +22,9 @@ def sweep_stage(
     timeout_s: float = 6 * 3600,
 ) -> StageResult:
     """Run one sweep config (or the path of one) to the end and summarize it; same key and stage, same sweep."""
-    config_dir = str(Path(config).resolve().parent) if isinstance(config, str) else None
     sweep = load_sweep_config(config) if isinstance(config, str) else config
     common = {"backend": backend, "store": store}
-    handle = launch_sweep(sweep, pipeline_key=pipeline_key, stage=stage, config_dir=config_dir, **common)
+    handle = launch_sweep(sweep, pipeline_key=pipeline_key, stage=stage, **common)
     status = wait_for_sweep(handle, stage=stage, timeout_s=timeout_s, **common)
     frame = collect_runs(status.id, stage=stage, **common)
     analyze(frame, stage=stage, metric=sweep.metric)

@@ -18,6 +18,7 @@ from rich.markup import escape
 from sweepflow import __version__
 from sweepflow.config import check_file
 from sweepflow.config.files import Checked
+from sweepflow.states import RunState, SweepState
 
 app = typer.Typer(
     help="Run W&B hyperparameter campaigns (chains of sweeps) as durable Prefect DAGs.",
@@ -55,13 +56,42 @@ def _summary(checked: Checked) -> str:
     return f"valid sweep config ({method}, {n} parameter{'s' * (n != 1)})"
 
 
+def _check(path: Path) -> Checked:
+    """A file's verdict: a job registry, a pipeline spec or a sweep config; and whether its backend can run it."""
+    from sweepflow.backends.local import check_local
+    from sweepflow.config import Pipeline, SweepConfig
+    from sweepflow.config.documents import DocumentError, read_document
+    from sweepflow.errors import Issue
+    from sweepflow.local.registry import check_registry
+
+    try:
+        data = read_document(path)
+    except DocumentError as exc:
+        return Checked(str(path), None, errors=exc.issues)
+    if "jobs" in data and not {"method", "parameters", "stages"} & set(data):
+        return Checked(str(path), "registry", errors=[Issue("", p) for p in check_registry(path, data)])
+    checked = check_file(path)
+    if isinstance(checked.model, SweepConfig):
+        checked.errors += check_local(checked.model)
+    elif isinstance(checked.model, Pipeline) and checked.model.backend == "local":
+        for name, stage in checked.model.stages.items():
+            if stage.sweep is not None:
+                prefix = f"stages.{name}.sweep"
+                for issue in check_local(stage.sweep):
+                    path = f"{prefix}.{issue.path}" if issue.path else prefix
+                    checked.errors.append(Issue(path, issue.message, issue.fix))
+    if checked.errors:
+        checked.model = None
+    return checked
+
+
 @app.command()
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Sweep configs or pipeline specs (YAML or JSON).")],
     output: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
 ) -> None:
     """Check sweep configs and pipeline specs; print every error and warning. Exit 1 if any is invalid."""
-    results = [check_file(path) for path in files]
+    results = [_check(path) for path in files]
     if output == "json":
         out.print_json(
             json.dumps(
@@ -142,21 +172,16 @@ def launch_sweep(
     from sweepflow.config import load_sweep_config
 
     backend = _backend(store)
-    if resume_id:
+    if resume_id:  # as `wandb launch-sweep --resume_id`: a running sweep is refused, any other resumes
+        if config is not None:
+            out.print("[yellow]warning[/] resuming the stored sweep; the config given is ignored (as W&B does).")
+        backend.resume(resume_id, drive="none" if wait else "process")
         handle_id = resume_id
-        if backend.status(resume_id).state in ("stopped", "failed", "paused"):
-            backend.store.set_sweep_state(resume_id, "running", "resumed")
-        if not wait:
-            backend.ensure_controller(resume_id)
     else:
         if config is None:
             raise _fail("give a sweep config file, or --resume_id ID.")
         handle = backend.launch(
-            load_sweep_config(config),
-            project=project,
-            queue=queue,
-            config_dir=config.parent,
-            drive="none" if wait else "process",
+            load_sweep_config(config), project=project, queue=queue, drive="none" if wait else "process"
         )
         handle_id = handle.id
     if wait:  # progress goes to stderr when stdout is for machines
@@ -166,6 +191,8 @@ def launch_sweep(
         out.print_json(json.dumps({"sweep_id": status.id, **status.model_dump(mode="json")}))
     else:
         out.print(f"sweep {status.id}: {status.state}" + (f" ({status.reason})" if status.reason else ""))
+    if wait and status.state is SweepState.FAILED:
+        raise typer.Exit(1)
 
 
 def _wait_with_progress(backend, sweep_id: str, console: Console) -> None:
@@ -186,8 +213,7 @@ def _wait_with_progress(backend, sweep_id: str, console: Console) -> None:
                 return
             last[0] = time.time()
             s = backend.status(sweep_id)
-            ended = sum(n for k, n in s.counts.items() if k not in ("queued", "running"))
-            depth = s.counts.get("queued", 0)
+            ended, depth = s.ended, s.counts.get(RunState.PENDING, 0)
             best = f"best {s.metric}={s.best_value:.4g}" if s.best_value is not None else "no result yet"
             progress.update(task, completed=ended, description=f"sweep {sweep_id} · {best} · queued {depth}")
 
@@ -320,33 +346,16 @@ def runs_cmd(
 
 
 @app.command("demo")
-@_guard
 def demo(
     key: Annotated[str | None, typer.Option("--key", help="Campaign key; the same key resumes (default: new).")] = None,
 ) -> None:
     """Run the demo campaign: a coarse random stage with Hyperband, then a bayes stage on the narrowed space."""
-    import os
+    import subprocess
+    import sys
 
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("WANDB_MODE", "offline")
-    os.environ.setdefault("WANDB_SILENT", "true")
-    import flows
-    from flows.sweep_pipeline import sweep_pipeline
-
-    spec = Path(flows.__file__).resolve().parents[1] / "deployments" / "digits-campaign.yaml"
-    if not spec.is_file():
-        raise _fail(f"the demo campaign is not at {spec}; run the demo from a checkout (pip install -e .).")
-    key = key or f"digits-demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.print(f"demo campaign [bold]{key}[/]: {spec}")
-    result = sweep_pipeline(str(spec), key=key)
-    for stage in result.stages.values():
-        best = f"best {stage.metric} = {stage.best_value:.4g}" if stage.best_value is not None else stage.reason
-        out.print(f"  stage {stage.name}: {stage.state}, {stage.runs} runs, {best} (sweep {stage.sweep_id})")
-    out.print(f"[bold]best config[/] (stage {result.best_stage}, {result.best_value:.4g}):")
-    for name, value in (result.best_config or {}).items():
-        out.print(f"  {name}: {value}")
-    out.print(f"report: {result.report_dir}/summary.md and campaign.html")
+    # The demo is a Prefect flow (flows/demo.py); the core CLI starts it as a program rather than importing it.
+    argv = [sys.executable, "-m", "flows.demo", *(["--key", key] if key else [])]
+    raise typer.Exit(subprocess.run(argv, check=False).returncode)
 
 
 @app.command("queue")

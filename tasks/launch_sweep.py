@@ -14,7 +14,7 @@ from typing import Any
 from prefect import task
 from prefect.context import TaskRunContext
 
-from sweepflow.backends import RunRecord, SweepHandle
+from sweepflow.backends import PriorRun, SweepHandle
 from sweepflow.config import SweepConfig
 from sweepflow.settings import Settings
 from tasks._common import backend_for, retry_transient
@@ -35,6 +35,7 @@ def _identity(context: TaskRunContext, parameters: dict[str, Any]) -> str:
 
 @task(
     name="launch-sweep",
+    task_run_name="launch-sweep[{stage}]",
     retries=3,
     retry_delay_seconds=[1, 5, 15],
     retry_condition_fn=retry_transient,
@@ -49,13 +50,9 @@ def launch_sweep(
     backend: str = "local",
     store: str | None = None,
     project: str | None = None,
-    prior_runs: list[RunRecord] | None = None,
-    config_dir: str | None = None,
+    prior_runs: list[PriorRun] | None = None,
 ) -> SweepHandle:
-    """Get or create the stage's sweep and make sure it is driven; a stopped sweep is resumed."""
-    from pathlib import Path
-
-    kwargs: dict[str, Any] = {"key": stage_key(pipeline_key, stage), "project": project, "prior_runs": prior_runs or []}
-    if config_dir is not None and backend == "local":
-        kwargs["config_dir"] = Path(config_dir)
-    return backend_for(backend, store).launch(config, **kwargs)
+    """Get or create the stage's sweep and make sure it is driven."""
+    return backend_for(backend, store).launch(
+        config, key=stage_key(pipeline_key, stage), project=project, prior_runs=prior_runs or []
+    )

@@ -22,15 +22,13 @@ class SweepTimeout(SweepflowError):
 
 
 def _progress(status: SweepStatus) -> tuple[float, str]:
-    ended = sum(n for state, n in status.counts.items() if state not in ("queued", "running"))
-    in_flight = status.total_runs - ended
     total = status.run_cap or max(status.total_runs, 1)
     best = f"best {status.metric} {status.best_value:.6g}" if status.best_value is not None else "no result yet"
-    text = f"{ended}/{status.run_cap or '?'} runs ended, {in_flight} in flight, {best}"
-    return (100.0 if status.done else min(99.0, 100.0 * ended / total)), text
+    text = f"{status.ended}/{status.run_cap or '?'} runs ended, {status.in_flight} in flight, {best}"
+    return (100.0 if status.done else min(99.0, 100.0 * status.ended / total)), text
 
 
-@task(name="wait-for-sweep", cache_policy=NO_CACHE)
+@task(name="wait-for-sweep", task_run_name="wait-for-sweep[{stage}]", cache_policy=NO_CACHE)
 def wait_for_sweep(
     handle: SweepHandle,
     *,
@@ -54,7 +52,7 @@ def wait_for_sweep(
         client.ensure_driven(handle.id)
         status = client.status(handle.id)
         percent, text = _progress(status)
-        seen = (status.state, status.total_runs - status.counts.get("running", 0) - status.counts.get("queued", 0))
+        seen = (status.state, status.ended)
         if seen != last:
             logger.info("stage %s, sweep %s: %s; %s", stage, handle.id, status.state, text)
             update_progress_artifact(artifact_id, percent, description=f"stage {stage}: {text}")

@@ -1,21 +1,49 @@
-"""Backends: one interface (``base.Backend``), implemented by the embedded engine and, later, by W&B Launch."""
+"""Backends: one interface (``base.Backend``), implemented by the embedded engine and, next, by W&B.
+
+:data:`BACKENDS` names the backends this install can run; the pipeline and override models offer exactly those.
+"""
 
 from __future__ import annotations
 
-from sweepflow.backends.base import Backend, RunRecord, SweepHandle, SweepStatus, TransientBackendError
+from collections.abc import Callable
+
+from sweepflow.backends.base import (
+    Backend,
+    PriorRun,
+    RunRecord,
+    SweepHandle,
+    SweepNotFound,
+    SweepStatus,
+    TransientBackendError,
+)
 from sweepflow.errors import SweepflowError
 
-__all__ = ["Backend", "RunRecord", "SweepHandle", "SweepStatus", "TransientBackendError", "get_backend"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "PriorRun",
+    "RunRecord",
+    "SweepHandle",
+    "SweepNotFound",
+    "SweepStatus",
+    "TransientBackendError",
+    "get_backend",
+]
+
+
+def _local(store: str | None) -> Backend:
+    from sweepflow.backends.local import LocalBackend  # imports the local engine only when it is used
+
+    return LocalBackend(store)
+
+
+BACKENDS: dict[str, Callable[[str | None], Backend]] = {"local": _local}
 
 
 def get_backend(name: str = "local", store: str | None = None) -> Backend:
-    """The backend called ``name`` (``local`` or ``wandb``)."""
-    if name == "local":
-        from sweepflow.backends.local import LocalBackend
-
-        return LocalBackend(store)
-    if name == "wandb":
-        raise SweepflowError(
-            "backend 'wandb' (W&B Sweeps on Launch queues) is not available yet; use `backend: local`."
-        )
-    raise SweepflowError(f"unknown backend {name!r}; use `local` or `wandb`.")
+    """The backend called ``name`` (see :data:`BACKENDS`); ``store`` is the local backend's store URL."""
+    try:
+        factory = BACKENDS[name]
+    except KeyError:
+        raise SweepflowError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}.") from None
+    return factory(store)

@@ -1,13 +1,18 @@
-"""The one interface every backend implements: the embedded engine on this machine, and W&B Launch.
+"""The one interface every backend implements: the embedded engine on this machine, and (next) W&B.
 
 Flows depend on this module only, so a campaign runs unchanged on either backend. The contract:
 
-- ``launch`` is get-or-create on an idempotency key: calling it twice, from two processes, or again after a
-  crash between "created" and "recorded" returns the same sweep and never starts a second one. A stopped or
-  crashed sweep with that key is resumed (its scheduler settings may change, its search space may not).
+- ``check`` says, before anything is created, whether this backend can drive a config (a method it has no
+  engine for, a job it cannot find): :class:`~sweepflow.errors.SweepflowError` with the field and the fix.
+- ``launch`` is the whole contract of starting a sweep: it checks, then gets or creates on an idempotency key.
+  Calling it twice, from two processes, or again after a crash between "created" and "recorded" returns the
+  same sweep and never starts a second one. An ended sweep with that key is returned as it is; a paused one is
+  resumed. Everything a run needs travels in the config (its folder included, see ``SweepConfig.source_dir``).
 - ``status`` and ``runs`` are cheap reads, safe to poll.
 - Errors a user can cause derive from :class:`~sweepflow.errors.SweepflowError`; :class:`TransientBackendError`
-  marks those worth retrying (a busy database, a network blip).
+  marks those worth retrying as is (a busy database, a network blip).
+
+States are W&B's own (:mod:`sweepflow.states`).
 """
 
 from __future__ import annotations
@@ -21,10 +26,9 @@ from pydantic import BaseModel, Field
 
 from sweepflow.config import SweepConfig
 from sweepflow.errors import SweepflowError
+from sweepflow.states import RunState, SweepState
 
-SweepState = Literal["pending", "running", "paused", "finished", "stopped", "cancelled", "failed"]
-RunState = Literal["queued", "running", "finished", "failed", "crashed", "stopped"]
-TERMINAL_SWEEP_STATES: frozenset[str] = frozenset({"finished", "stopped", "cancelled", "failed"})
+SweepAction = Literal["pause", "resume", "stop", "cancel"]
 
 
 class TransientBackendError(SweepflowError):
@@ -33,6 +37,14 @@ class TransientBackendError(SweepflowError):
 
 class SweepNotFound(SweepflowError):
     """No sweep with that id."""
+
+
+class PriorRun(BaseModel):
+    """A finished run carried into a new sweep as a warm start (W&B's ``prior_runs``): the engine learns from it."""
+
+    config: dict[str, Any] = Field(description="Parameter -> value (nested parameters stay nested).")
+    summary: dict[str, Any] = Field(default_factory=dict, description="Metric -> value the run reached.")
+    source_run_id: str | None = Field(None, description="The run it came from, for the audit trail.")
 
 
 class RunRecord(BaseModel):
@@ -44,7 +56,7 @@ class RunRecord(BaseModel):
     config: dict[str, Any] = Field(description="Parameter -> value (nested parameters stay nested).")
     summary: dict[str, Any] = Field(default_factory=dict, description="Metric -> last/summary value.")
     exit_code: int | None = None
-    stop_reason: str | None = Field(None, description="Why the run was stopped early (e.g. Hyperband), if it was.")
+    stop_reason: str | None = Field(None, description="Why the run was stopped (e.g. Hyperband) or failed.")
     queued_at: datetime | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
@@ -58,12 +70,12 @@ class RunRecord(BaseModel):
 
 
 class SweepStatus(BaseModel):
-    """A sweep's state at one instant: what a progress bar or a sensor needs."""
+    """A sweep's state at one instant: what a progress bar or a sensor needs, counted once here."""
 
     id: str
     state: SweepState
     reason: str | None = Field(None, description="Why the sweep is in this state (cap reached, stopped, ...).")
-    counts: dict[str, int] = Field(default_factory=dict, description="Runs per state.")
+    counts: dict[RunState, int] = Field(default_factory=dict, description="Runs per state (states with runs).")
     run_cap: int | None = None
     best_run_id: str | None = None
     best_value: float | None = None
@@ -72,11 +84,21 @@ class SweepStatus(BaseModel):
 
     @property
     def done(self) -> bool:
-        return self.state in TERMINAL_SWEEP_STATES
+        return self.state.is_terminal
 
     @property
     def total_runs(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def in_flight(self) -> int:
+        """Runs pending or running."""
+        return sum(n for state, n in self.counts.items() if state.in_flight)
+
+    @property
+    def ended(self) -> int:
+        """Runs that reached a terminal state."""
+        return self.total_runs - self.in_flight
 
 
 class SweepHandle(BaseModel):
@@ -91,6 +113,12 @@ class SweepHandle(BaseModel):
 class Backend(ABC):
     """Create, drive and read sweeps. See the module docstring for the contract."""
 
+    name: str
+
+    @abstractmethod
+    def check(self, config: SweepConfig) -> None:
+        """Raise :class:`~sweepflow.errors.SweepflowError` (field and fix) if this backend cannot drive ``config``."""
+
     @abstractmethod
     def launch(
         self,
@@ -99,9 +127,9 @@ class Backend(ABC):
         key: str | None = None,
         project: str | None = None,
         queue: str | None = None,
-        prior_runs: Sequence[RunRecord] = (),
+        prior_runs: Sequence[PriorRun] = (),
     ) -> SweepHandle:
-        """Create the sweep for ``key`` or return (and resume) the existing one, and make sure it is driven."""
+        """Check, then create the sweep for ``key`` or return the existing one, and make sure it is driven."""
 
     @abstractmethod
     def status(self, sweep_id: str) -> SweepStatus:
@@ -115,5 +143,6 @@ class Backend(ABC):
         """Make sure something drives the sweep (a sensor calls this while it waits); W&B's cloud needs nothing."""
 
     @abstractmethod
-    def set_state(self, sweep_id: str, action: Literal["pause", "resume", "stop", "cancel"]) -> SweepStatus:
-        """Pause (no new runs), resume, stop (let running runs finish) or cancel (kill running runs)."""
+    def set_state(self, sweep_id: str, action: SweepAction) -> SweepStatus:
+        """As ``wandb sweep --pause/--resume/--stop/--cancel``: pause (no new runs), resume, stop (no new runs,
+        running runs finish; ends ``finished``) or cancel (running runs are killed; ends ``canceled``)."""

@@ -8,25 +8,84 @@ unless a live controller already holds the sweep's lease. That controller also r
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Literal
+from typing import Literal, ParamSpec, TypeVar
 
-from sweepflow.backends.base import Backend, RunRecord, SweepHandle, SweepNotFound, SweepStatus
+from sqlalchemy.exc import OperationalError
+
+from sweepflow.backends.base import (
+    Backend,
+    PriorRun,
+    RunRecord,
+    SweepAction,
+    SweepHandle,
+    SweepNotFound,
+    SweepStatus,
+    TransientBackendError,
+)
 from sweepflow.config import SweepConfig
+from sweepflow.errors import Issue, SweepflowError
+from sweepflow.local.command import JobError
 from sweepflow.local.drive import DEFAULT_QUEUE
 from sweepflow.local.processes import owner_is_dead
 from sweepflow.local.registry import resolve_program
+from sweepflow.local.search import SEARCHERS
+from sweepflow.ranking import best
 from sweepflow.settings import Settings
-from sweepflow.store import Run, Store, Sweep, SweepState, get_store
+from sweepflow.states import SweepState
+from sweepflow.store import Run, Store, Sweep, get_store
 
-_RESUMABLE = (SweepState.STOPPED, SweepState.FAILED, SweepState.PAUSED)
+#: States a re-launch or ``--resume`` moves back to running (W&B resumes any sweep; an ended one simply ends
+#: again at once if its cap is reached or its space is used up).
+_RESUMABLE = (SweepState.PAUSED, SweepState.FAILED, SweepState.FINISHED, SweepState.CANCELED)
+#: States a re-launch of the same key resumes by itself: a paused sweep, or one that failed (its runs kept
+#: failing) and is launched again after a fix. A finished or canceled one is returned as it is.
+_RELAUNCH_RESUMES = (SweepState.PAUSED, SweepState.FAILED)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _transient(method: Callable[P, R]) -> Callable[P, R]:
+    """SQLite busy / locked at the seam is a :class:`TransientBackendError`: the caller may retry it as is."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except OperationalError as exc:
+            text = str(exc.orig or exc).lower()
+            if "locked" in text or "busy" in text:
+                raise TransientBackendError(f"the store is busy ({exc.orig}); try again.") from exc
+            raise
+
+    return wrapper
+
+
+def check_local(config: SweepConfig) -> list[Issue]:
+    """What stops the local backend from running ``config``: a method it has no engine for, a program or job
+    it cannot find. Reads files only (the job registry), so ``sweepflow validate`` can call it too."""
+    problems = []
+    if config.method not in SEARCHERS:
+        problems.append(
+            Issue(
+                "method",
+                f"{config.method!r} has no search engine in the local backend.",
+                f"use one of {', '.join(sorted(SEARCHERS))}, or run this config on W&B.",
+            )
+        )
+    try:
+        resolve_program(config, config.folder)
+    except JobError as exc:
+        problems.append(Issue("", str(exc)))
+    return problems
 
 
 def _time(value: float | None) -> datetime | None:
@@ -34,11 +93,10 @@ def _time(value: float | None) -> datetime | None:
 
 
 def run_record(run: Run) -> RunRecord:
-    state = {"killed": "stopped", "preempted": "crashed"}.get(run.state.value, run.state.value)
     return RunRecord(
         id=run.id,
         sweep_id=run.sweep_id,
-        state=state,
+        state=run.state,
         config=run.config,
         summary=run.summary,
         exit_code=run.exit_code,
@@ -53,6 +111,8 @@ def run_record(run: Run) -> RunRecord:
 class LocalBackend(Backend):
     """Sweeps run by the embedded engine, state kept in the store (``$SWEEPFLOW_HOME/sweepflow.db``)."""
 
+    name = "local"
+
     def __init__(self, store: Store | str | None = None, settings: Settings | None = None):
         self.settings = settings or Settings()
         self.store = get_store(store if store is not None else self.settings.url)
@@ -60,6 +120,12 @@ class LocalBackend(Backend):
 
     # -- Backend --------------------------------------------------------------------------------------------
 
+    def check(self, config: SweepConfig) -> None:
+        problems = check_local(config)
+        if problems:
+            raise SweepflowError("the local backend cannot run this sweep: " + "; ".join(map(str, problems)))
+
+    @_transient
     def launch(
         self,
         config: SweepConfig,
@@ -67,16 +133,17 @@ class LocalBackend(Backend):
         key: str | None = None,
         project: str | None = None,
         queue: str | None = None,
-        prior_runs: Sequence[RunRecord] = (),
-        config_dir: Path | None = None,
+        prior_runs: Sequence[PriorRun] = (),
         drive: Literal["process", "none"] = "process",
     ) -> SweepHandle:
-        """Get or create the sweep for ``key`` (resuming it if it was stopped), then make sure it is driven.
+        """Check, get or create the sweep for ``key`` (resuming a paused or failed one), then make sure it is
+        driven (``drive="none"``: the caller drives it, as ``launch-sweep --wait`` does).
 
         The program or job is resolved first, so an unknown job or a missing script is an error before
         anything is created or queued.
         """
-        job = resolve_program(config, config_dir or Path.cwd())
+        self.check(config)
+        job = resolve_program(config, config.folder)
         stored = config.to_wandb()
         if job.program is not None:
             stored["program"] = str(job.program)
@@ -84,49 +151,67 @@ class LocalBackend(Backend):
             stored["command"] = list(job.command)
         stored["queue"] = queue or config.launch_queue or DEFAULT_QUEUE
         self.store.ensure_queue(stored["queue"])
-        priors = [{"config": r.config, "summary": r.summary} for r in prior_runs] or None
+        priors = [p.model_dump(mode="json") for p in prior_runs] or None
         sweep, created = self.store.create_sweep(
             key, project or config.project or "sweepflow", stored, run_cap=config.run_cap, prior_runs=priors
         )
-        if not created and sweep.state in _RESUMABLE:
-            sweep = self.store.set_sweep_state(sweep.id, SweepState.RUNNING, "resumed", expect=_RESUMABLE) or sweep
+        if not created and sweep.state in _RELAUNCH_RESUMES:
+            resumed = self.store.set_sweep_state(sweep.id, SweepState.RUNNING, "resumed", expect=_RELAUNCH_RESUMES)
+            sweep = resumed or sweep
         if drive == "process":
             self.ensure_controller(sweep.id)
-        return SweepHandle(id=sweep.id, key=sweep.key, created=created, state=self._sweep(sweep.id).state.value)
+        return SweepHandle(id=sweep.id, key=sweep.key, created=created, state=self._sweep(sweep.id).state)
 
+    @_transient
     def status(self, sweep_id: str) -> SweepStatus:
         sweep = self._sweep(sweep_id)
-        config = SweepConfig.model_validate(sweep.config)
+        metric = SweepConfig.model_validate(sweep.config).metric
         runs = self.store.runs(sweep_id)
-        best_id, best_value = _best(runs, config)
+        found = best(runs, metric, state=lambda r: r.state, summary=lambda r: r.summary) if metric else None
         return SweepStatus(
             id=sweep.id,
-            state=sweep.state.value,
+            state=sweep.state,
             reason=sweep.state_reason,
-            counts={state.value: n for state, n in self.store.counts(sweep_id).items() if n},
+            counts={state: n for state, n in self.store.counts(sweep_id).items() if n},
             run_cap=sweep.run_cap,
-            best_run_id=best_id,
-            best_value=best_value,
-            metric=config.metric.name if config.metric else None,
+            best_run_id=found[0].id if found else None,
+            best_value=found[1] if found else None,
+            metric=metric.name if metric else None,
             cost_usd=sum(r.cost_usd or 0.0 for r in runs),
         )
 
+    @_transient
     def runs(self, sweep_id: str) -> list[RunRecord]:
         self._sweep(sweep_id)
         return [run_record(r) for r in self.store.runs(sweep_id)]
 
-    def set_state(self, sweep_id: str, action: Literal["pause", "resume", "stop", "cancel"]) -> SweepStatus:
+    @_transient
+    def set_state(self, sweep_id: str, action: SweepAction) -> SweepStatus:
+        """As ``wandb sweep``: pause and stop/cancel need a live sweep; resume works on any but a running one."""
         sweep = self._sweep(sweep_id)
         if action == "resume":
-            self.store.set_sweep_state(sweep_id, SweepState.RUNNING, "resumed", expect=_RESUMABLE)
-            self.ensure_controller(sweep_id)
-        elif not sweep.state.is_terminal:
-            state = {"pause": SweepState.PAUSED, "stop": SweepState.STOPPED, "cancel": SweepState.CANCELLED}[action]
+            self.resume(sweep_id)
+        elif sweep.state.is_terminal:
+            raise SweepflowError(f"sweep {sweep_id} is already {sweep.state}; `--resume` it first.")
+        elif action == "pause" and sweep.state is SweepState.PAUSED:
+            raise SweepflowError(f"sweep {sweep_id} is already paused.")
+        else:
+            state = {"pause": SweepState.PAUSED, "stop": SweepState.FINISHED, "cancel": SweepState.CANCELED}[action]
             self.store.set_sweep_state(sweep_id, state, f"{action} requested")
         return self.status(sweep_id)
 
+    def resume(self, sweep_id: str, *, drive: Literal["process", "none"] = "process") -> None:
+        """Resume any sweep but a running one, as W&B does (an ended one ends again at once if nothing is left)."""
+        sweep = self._sweep(sweep_id)
+        if sweep.state in (SweepState.RUNNING, SweepState.PENDING):
+            raise SweepflowError(f"cannot resume sweep {sweep_id}: it is already running.")
+        self.store.set_sweep_state(sweep_id, SweepState.RUNNING, "resumed", expect=_RESUMABLE)
+        if drive == "process":
+            self.ensure_controller(sweep_id)
+
     # -- driving --------------------------------------------------------------------------------------------
 
+    @_transient
     def ensure_driven(self, sweep_id: str) -> None:
         self.ensure_controller(sweep_id)
 
@@ -167,20 +252,3 @@ class LocalBackend(Backend):
         if sweep is None:
             raise SweepNotFound(f"no sweep {sweep_id!r} in {self.store.url}; `sweepflow sweeps` lists them.")
         return sweep
-
-
-def _best(runs: list[Run], config: SweepConfig) -> tuple[str | None, float | None]:
-    metric = config.metric
-    if metric is None:
-        return None, None
-    scored = [
-        (float(r.summary[metric.name]), r.id)
-        for r in runs
-        if r.state.value in ("finished", "stopped")
-        and isinstance(r.summary.get(metric.name), int | float)
-        and math.isfinite(r.summary[metric.name])
-    ]
-    if not scored:
-        return None, None
-    value, run_id = (min if metric.goal == "minimize" else max)(scored)
-    return run_id, value

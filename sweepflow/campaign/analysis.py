@@ -15,9 +15,10 @@ import pandas as pd
 
 from sweepflow.backends.base import RunRecord
 from sweepflow.config import Metric
+from sweepflow.ranking import usable as usable_state
+from sweepflow.states import RunState
 
 CONFIG, SUMMARY = "config.", "summary."
-USABLE_STATES = ("finished", "stopped")  # stopped = Hyperband cut it short; its metric is real, just early
 
 
 def _flatten(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -36,8 +37,8 @@ def runs_frame(runs: Iterable[RunRecord], stage: str | None = None) -> pd.DataFr
         {
             "run_id": run.id,
             "stage": stage,
-            "state": run.state,
-            "stopped_early": run.stop_reason is not None,
+            "state": run.state.value,
+            "stopped_early": run.state is RunState.KILLED,
             "runtime_s": run.runtime_s,
             "cost_usd": run.cost_usd,
             **_flatten(CONFIG, run.config),
@@ -50,13 +51,13 @@ def runs_frame(runs: Iterable[RunRecord], stage: str | None = None) -> pd.DataFr
 
 
 def ranked(frame: pd.DataFrame, metric: Metric) -> pd.DataFrame:
-    """Usable runs (finished or stopped early, with a numeric metric), best first."""
+    """Usable runs (:mod:`sweepflow.ranking`'s rule: finished or killed early, a finite metric), best first."""
     column = SUMMARY + metric.name
     if frame.empty or column not in frame:
         return frame.iloc[0:0]
     frame = frame.reset_index(drop=True)  # frames of several stages may repeat index labels
     values = pd.to_numeric(frame[column], errors="coerce")
-    usable = frame[frame["state"].isin(USABLE_STATES) & values.notna() & np.isfinite(values.astype(float))]
+    usable = frame[frame["state"].map(usable_state).astype(bool) & values.notna() & np.isfinite(values.astype(float))]
     return usable.assign(**{column: values[usable.index]}).sort_values(
         column, ascending=metric.goal == "minimize", kind="stable"
     )

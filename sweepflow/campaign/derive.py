@@ -13,8 +13,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from sweepflow.backends.base import PriorRun
 from sweepflow.campaign.analysis import CONFIG, SUMMARY, config_of, top_k
 from sweepflow.config import Derive, Metric, Parameter, SweepConfig, check_sweep, iter_leaves
 from sweepflow.errors import SweepflowError
@@ -44,7 +46,7 @@ class Derived:
     """The derived config, the warm-start runs that fit it, and the audit trail."""
 
     config: SweepConfig
-    warm_start: list[dict[str, Any]]  # {"config": ..., "summary": ...} of upstream runs inside the new space
+    warm_start: list[PriorRun]  # upstream runs inside the new space
     changes: list[Change]
     best: dict[str, Any]  # the upstream best run's config
 
@@ -83,8 +85,8 @@ def derive_config(base: SweepConfig, rule: Derive, upstream: pd.DataFrame, stage
     checked = check_sweep(new, f"derived config of stage {stage!r}")
     if not checked.ok:
         raise DeriveError("the derived config is invalid:\n" + "\n".join(f"  - {i}" for i in checked.errors))
-    config = checked.model
-    assert isinstance(config, SweepConfig)
+    assert isinstance(checked.model, SweepConfig)
+    config = checked.model.model_copy(update={"source_dir": base.source_dir})  # its program resolves as before
     warm = warm_start_runs(config, upstream, base.metric, rule.warm_start)
     return Derived(config, warm, changes, best)
 
@@ -161,7 +163,7 @@ def _fits(param: Parameter, value: Any) -> bool:
     return True  # unbounded distributions (normal, beta ...) accept any number
 
 
-def warm_start_runs(config: SweepConfig, upstream: pd.DataFrame, metric: Metric, k: int) -> list[dict[str, Any]]:
+def warm_start_runs(config: SweepConfig, upstream: pd.DataFrame, metric: Metric, k: int) -> list[PriorRun]:
     """The ``k`` best upstream runs that lie inside ``config``'s space, as prior runs for a new sweep."""
     if not k:
         return []
@@ -171,6 +173,10 @@ def warm_start_runs(config: SweepConfig, upstream: pd.DataFrame, metric: Metric,
         run_config = config_of(row, [CONFIG + n for n in leaves if CONFIG + n in row])
         flat = {n: row.get(CONFIG + n) for n in leaves}
         if all(_fits(param, flat[n]) for n, param in leaves.items()):
-            summary = {c[len(SUMMARY) :]: row[c] for c in row.index if c.startswith(SUMMARY) and pd.notna(row[c])}
-            carried.append({"run_id": row["run_id"], "config": run_config, "summary": summary})
+            summary = {
+                c[len(SUMMARY) :]: row[c].item() if isinstance(row[c], np.generic) else row[c]
+                for c in row.index
+                if c.startswith(SUMMARY) and pd.notna(row[c])
+            }
+            carried.append(PriorRun(config=run_config, summary=summary, source_run_id=str(row["run_id"])))
     return carried

@@ -13,13 +13,16 @@ from pydantic import BaseModel, Field
 
 from sweepflow.campaign.analysis import SUMMARY, best_run, config_of, ranked
 from sweepflow.config import Metric, When
+from sweepflow.states import SweepState
 
 
 class StageResult(BaseModel):
     """One stage's outcome: its sweep, its best run, or why it was skipped."""
 
     name: str
-    state: Literal["finished", "skipped", "failed", "stopped", "cancelled"]
+    state: Literal["finished", "canceled", "failed", "skipped"] = Field(
+        description="The sweep's end state (W&B's), or `skipped` with the reason."
+    )
     sweep_id: str | None = None
     reason: str | None = None
     metric: str | None = None
@@ -55,12 +58,12 @@ class CampaignResult(BaseModel):
 
 
 def stage_result(
-    name: str, sweep_id: str, state: str, reason: str | None, frame: pd.DataFrame, metric: Metric | None
+    name: str, sweep_id: str, state: SweepState, reason: str | None, frame: pd.DataFrame, metric: Metric | None
 ) -> StageResult:
-    """Summarize a finished stage's runs."""
+    """Summarize an ended stage's runs."""
     result = StageResult(
         name=name,
-        state=state if state in ("finished", "failed", "stopped", "cancelled") else "finished",
+        state=state.value if state.is_terminal else "finished",
         sweep_id=sweep_id,
         reason=reason,
         runs=len(frame),

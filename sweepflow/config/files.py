@@ -6,60 +6,19 @@ A file is a pipeline spec when it has top-level ``stages``, else a W&B sweep con
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import ValidationError
 
+from sweepflow.config.documents import DocumentError, read_document
 from sweepflow.config.issues import issues_from
 from sweepflow.config.lint import warnings_for
 from sweepflow.config.pipeline import Pipeline
 from sweepflow.config.sweep import SweepConfig
 from sweepflow.config.wandb_check import wandb_violations
-from sweepflow.config.yaml12 import load_yaml
 from sweepflow.errors import ConfigError, Issue
-
-
-class DocumentError(ConfigError):
-    """The file cannot be read as a mapping at all (missing, not UTF-8, not YAML/JSON, not a mapping)."""
-
-    def __init__(self, source: str, reason: str):
-        super().__init__(source, [Issue("", reason)])
-
-    def __str__(self) -> str:
-        return f"{self.source}: {self.issues[0].message}"
-
-
-def read_document(path: str | Path) -> dict[str, Any]:
-    """The file's content as a mapping; :class:`DocumentError` with one plain reason otherwise."""
-    path = Path(path)
-    source = str(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise DocumentError(source, "no such file.") from None
-    except IsADirectoryError:
-        raise DocumentError(source, "is a directory, not a config file.") from None
-    except UnicodeDecodeError as exc:
-        raise DocumentError(source, f"is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8.") from None
-    except OSError as exc:
-        raise DocumentError(source, f"cannot be read: {exc.strerror}.") from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else load_yaml(text)
-    except json.JSONDecodeError as exc:
-        raise DocumentError(source, f"is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise DocumentError(source, f"is not valid YAML: {problem}{where}.") from None
-    if not isinstance(data, dict):
-        kind = "empty" if data is None else f"a {type(data).__name__}"
-        raise DocumentError(source, f"must be a mapping of config keys (`method:`, `parameters:` ...), but is {kind}.")
-    return data
 
 
 @dataclass
@@ -120,11 +79,7 @@ def check_file(path: str | Path) -> Checked:
         return Checked(str(path), None, errors=exc.issues)
     if "stages" in data:
         return check_pipeline(data, str(path), path.parent)
-    if "jobs" in data and not {"method", "parameters"} & set(data):
-        from sweepflow.local.registry import check_registry  # the local job registry (sweepflow.yaml)
-
-        return Checked(str(path), "registry", errors=[Issue("", p) for p in check_registry(path, data)])
-    return check_sweep(data, str(path))
+    return check_sweep({**data, "source_dir": str(path.resolve().parent)}, str(path))
 
 
 def load_sweep_config(source: str | Path | dict[str, Any]) -> SweepConfig:

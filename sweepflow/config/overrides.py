@@ -19,7 +19,7 @@ class CampaignOverrides(ConfigModel):
 
     run_cap: int | None = Field(None, gt=0, le=100_000, description="Run cap of each stage.")
     num_workers: int | None = Field(None, gt=0, le=512, description="Runs in flight at once in each stage.")
-    backend: Literal["local", "wandb"] | None = Field(None, description="Where the sweeps run.")
+    backend: Literal["local"] | None = Field(None, description="Where the sweeps run (`local`: this machine).")
     queue: str | None = Field(None, min_length=1, description="Queue the runs go to.")
     stages: list[str] | None = Field(None, description="Apply only to these stages (default: all).")
 

@@ -16,6 +16,7 @@ from pydantic import BeforeValidator, Field, StringConstraints, ValidationInfo, 
 from pydantic_core import PydanticCustomError
 
 from sweepflow.config.base import ConfigModel
+from sweepflow.config.documents import read_document
 from sweepflow.config.issues import Problem, problems_error
 from sweepflow.config.parameters import Number, iter_leaves
 from sweepflow.config.sweep import Method, SweepConfig
@@ -80,14 +81,15 @@ class Derive(ConfigModel):
 
 def _load_sweep(value: Any, info: ValidationInfo) -> Any:
     # A stage's sweep may be a path, relative to the pipeline file; read it here so errors point into it.
+    # Either way the sweep remembers its folder, so its `program` and `job` resolve wherever it is launched from.
+    base_dir = (info.context or {}).get("base_dir")
+    if isinstance(value, dict) and base_dir is not None and "source_dir" not in value:
+        return {**value, "source_dir": str(Path(base_dir).resolve())}
     if not isinstance(value, str):
         return value
-    from sweepflow.config.files import read_document  # files imports this module
-
-    base = Path((info.context or {}).get("base_dir", "."))
-    path = base / value
+    path = Path(base_dir or ".") / value
     try:
-        return read_document(path)
+        return {**read_document(path), "source_dir": str(path.resolve().parent)}
     except Exception as exc:  # one readable error, located at the `sweep` field
         raise PydanticCustomError("sweepflow_file", "{reason}", {"reason": str(exc)}) from None
 
@@ -125,7 +127,9 @@ class Pipeline(ConfigModel):
         description="Identity of this campaign run: stages with the same key and name are the same sweeps, so "
         "a re-run resumes them. Defaults to `name`.",
     )
-    backend: Literal["local", "wandb"] = Field("local", description="Where sweeps run: this machine, or W&B.")
+    backend: Literal["local"] = Field(
+        "local", description="Where sweeps run: `local`, this machine (the W&B backend is not available yet)."
+    )
     project: str | None = Field(None, description="W&B project of every stage (default: the pipeline name).")
     stages: dict[StageName, Stage] = Field(min_length=1, description="The stages, by name.")
 

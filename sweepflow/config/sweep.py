@@ -8,6 +8,7 @@ seed-style config validates unchanged; :meth:`SweepConfig.engine_config` gives t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -175,6 +176,11 @@ class SweepConfig(ConfigModel):
     controller: Controller | None = Field(None, description="Legacy controller selection.")
     apiVersion: str | None = Field(None, description="Config format version (unused).")
     kind: Literal["sweep"] | None = Field(None, description="Always `sweep` when given.")
+    source_dir: str | None = Field(
+        None,
+        description="The folder the config was read from: a relative `program` and the local job registry "
+        "(`sweepflow.yaml`) are looked up there. Set by the loader; never sent to W&B.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -266,9 +272,14 @@ class SweepConfig(ConfigModel):
         """The queue runs go to: top-level `queue`, else `launch.queue`."""
         return self.queue or (self.launch.queue if self.launch else None)
 
+    @property
+    def folder(self) -> Path:
+        """Where relative paths of this config are looked up: :attr:`source_dir`, else the working directory."""
+        return Path(self.source_dir) if self.source_dir else Path.cwd()
+
     def to_wandb(self) -> dict[str, Any]:
         """The whole config as W&B reads it, with normalized values (numbers are numbers)."""
-        out = self.model_dump(mode="json", exclude_unset=True, exclude={"parameters"}, by_alias=True)
+        out = self.model_dump(mode="json", exclude_unset=True, exclude={"parameters", "source_dir"}, by_alias=True)
         if self.parameters is not None:
             out["parameters"] = {k: p.to_wandb() for k, p in self.parameters.items()}
         if "method" not in self.model_fields_set:

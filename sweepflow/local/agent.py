@@ -106,7 +106,7 @@ class Agent:
         self._report(item_id, active)
         summary = active.proc.summary
         run = active.claim.run
-        state = "stopped" if active.stop_reason else "finished" if code == 0 else "failed"
+        state = "killed" if active.stop_reason else "finished" if code == 0 else "failed"
         queue = self.store.get_queue(self.queue)
         runtime = max(0.0, now - active.proc.started_at)
         cost = (queue.cost_per_hour or 0.0) * runtime / 3600.0 if queue else 0.0
@@ -152,7 +152,7 @@ class Agent:
             self.dispatch_latencies.append(time.perf_counter() - self._slots_freed_at.pop(0))
 
     def shutdown(self, reason: str = "agent shut down") -> None:
-        """Stop every run politely, record them as stopped, and leave the queue."""
+        """Stop every run politely, record them as killed, and leave the queue."""
         for item_id, active in list(self.active.items()):
             active.stop_reason = active.stop_reason or reason
             code = active.proc.stop(self.stop_grace, self.term_grace)

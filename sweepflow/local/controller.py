@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from sweepflow.backends.base import PriorRun
 from sweepflow.config import SweepConfig
 from sweepflow.local.search import HyperbandStopper, Trial, searcher_for
+from sweepflow.ranking import lookup, metric_value, reaches
 from sweepflow.store import (
     DuplicateConfigError,
     RunCapReachedError,
@@ -31,17 +33,8 @@ from sweepflow.store import (
     SweepState,
 )
 
-# How W&B's engine names our run states (stopped-early runs have real metrics: they count as finished).
-_ENGINE_STATE = {
-    RunState.QUEUED: "pending",
-    RunState.RUNNING: "running",
-    RunState.FINISHED: "finished",
-    RunState.STOPPED: "finished",
-    RunState.FAILED: "failed",
-    RunState.CRASHED: "crashed",
-    RunState.KILLED: "killed",
-    RunState.PREEMPTED: "preempted",
-}
+# The states W&B's engine is given: the same names (sweepflow.states is W&B's vocabulary).
+_ENGINE_STATE = {state: state.value for state in RunState}
 _FAILED = (RunState.FAILED, RunState.CRASHED)
 MAX_DUPLICATE_DRAWS = 50  # a random search over a small discrete space runs out of new configs
 
@@ -129,10 +122,8 @@ class Controller:
     def _trials(
         self, sweep: Sweep, runs: list[Any], histories: dict[str, list[dict[str, Any]]] | None = None
     ) -> list[Trial]:
-        trials = [
-            Trial(f"prior-{i}", p["config"], "finished", p.get("summary", {}), p.get("history", []))
-            for i, p in enumerate(sweep.prior_runs or [])
-        ]
+        priors = (PriorRun.model_validate(p) for p in sweep.prior_runs or [])
+        trials = [Trial(f"prior-{i}", p.config, "finished", p.summary) for i, p in enumerate(priors)]
         for run in runs:
             history = (histories or {}).get(run.id, [])
             trials.append(Trial(run.id, run.config, _ENGINE_STATE[run.state], run.summary, history))
@@ -149,7 +140,7 @@ class Controller:
                 self.store.request_stop(run_id, why, now=now)
 
     def _fill_slots(self, sweep: Sweep, runs: list[Any], now: float) -> None:
-        in_flight = sum(r.state in (RunState.QUEUED, RunState.RUNNING) for r in runs)
+        in_flight = sum(r.state in (RunState.PENDING, RunState.RUNNING) for r in runs)
         free = self.config.num_workers - in_flight
         if free <= 0 or self._exhausted:
             return
@@ -189,10 +180,9 @@ class Controller:
         metric = self.config.metric
         if metric is None or not runs:
             return ""
-        values = [r.summary.get(metric.name) for r in runs]
-        if all(v is None for v in values):
+        if all(lookup(r.summary, metric.name) is None for r in runs):
             return f"; no run logged the metric {metric.name!r}"
-        if not any(isinstance(v, int | float) and math.isfinite(v) for v in values):
+        if all(metric_value(r.summary, metric.name) is None for r in runs):
             return f"; no run logged a finite value of {metric.name!r} (NaN or infinite)"
         return ""
 
@@ -200,10 +190,8 @@ class Controller:
         metric = self.config.metric
         if metric is not None and metric.target is not None:
             for run in runs:
-                value = run.summary.get(metric.name)
-                if isinstance(value, int | float) and (
-                    value <= metric.target if metric.goal == "minimize" else value >= metric.target
-                ):
+                value = metric_value(run.summary, metric.name)
+                if value is not None and reaches(value, metric.target, metric.goal):
                     return SweepState.FINISHED, f"run {run.id} reached the target {metric.name}={metric.target}"
         ended = sorted((r for r in runs if r.state.is_terminal), key=lambda r: (r.ended_at or 0, r.number))
         streak = 0
@@ -219,7 +207,7 @@ class Controller:
                 SweepState.FAILED,
                 f"{streak} runs in a row failed (last: {last.state.value}{': ' + detail if detail else ''})",
             )
-        in_flight = any(r.state in (RunState.QUEUED, RunState.RUNNING) for r in runs)
+        in_flight = any(r.state in (RunState.PENDING, RunState.RUNNING) for r in runs)
         if in_flight:
             return None
         cap = sweep.run_cap

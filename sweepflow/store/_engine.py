@@ -31,6 +31,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import QueuePool, StaticPool
 
+from sweepflow.settings import Settings
 from sweepflow.store._errors import StoreError
 
 #: How long a writer waits for another process's write transaction before giving up (seconds).
@@ -42,9 +43,9 @@ _SQLITE_DRIVERS = {"sqlite", "sqlite+pysqlite"}
 
 
 def default_url() -> str:
-    """``sqlite:///$SWEEPFLOW_HOME/sweepflow.db``; ``SWEEPFLOW_HOME`` defaults to ``~/.sweepflow``."""
-    home = Path(os.environ.get("SWEEPFLOW_HOME") or "~/.sweepflow").expanduser()
-    return f"sqlite:///{home / 'sweepflow.db'}"
+    """The store URL of :class:`~sweepflow.settings.Settings`: ``$SWEEPFLOW_STORE_URL``, else
+    ``sqlite:///$SWEEPFLOW_HOME/sweepflow.db`` (home defaults to ``~/.sweepflow``)."""
+    return Settings().url
 
 
 def is_memory(url: URL) -> bool:

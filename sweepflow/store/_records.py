@@ -10,48 +10,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from sweepflow.states import REQUEUEABLE, RunState, SweepState
 from sweepflow.store._errors import StoreError
 
-
-class SweepState(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    PAUSED = "paused"
-    FINISHED = "finished"
-    STOPPED = "stopped"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in _TERMINAL_SWEEP
-
-    @property
-    def is_active(self) -> bool:
-        """A sweep whose runs may be added and claimed (a paused one keeps its queue but hands nothing out)."""
-        return self in (SweepState.PENDING, SweepState.RUNNING)
-
-
-_TERMINAL_SWEEP = frozenset({SweepState.FINISHED, SweepState.STOPPED, SweepState.CANCELLED, SweepState.FAILED})
-
-
-class RunState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    FINISHED = "finished"
-    FAILED = "failed"
-    CRASHED = "crashed"
-    STOPPED = "stopped"
-    KILLED = "killed"
-    PREEMPTED = "preempted"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self not in (RunState.QUEUED, RunState.RUNNING)
-
-
-#: A crashed or preempted run may be queued again (same id, same config, a new attempt).
-REQUEUEABLE = frozenset({RunState.CRASHED, RunState.PREEMPTED})
+__all__ = ["REQUEUEABLE", "RunState", "SweepState"]  # the vocabulary, re-exported for the store's users
 
 
 class ItemState(StrEnum):

@@ -36,7 +36,19 @@ from sqlalchemy import (
 from sweepflow.store._json import dumps, loads
 
 #: Version of the schema this code writes. A database with a higher one is refused; a lower one is migrated.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Upgrades, by the version they upgrade *from*: each a list of statements run in one transaction.
+#: v1 -> v2: W&B's state names (sweepflow.states): runs queued -> pending, stopped -> killed (their stop_reason
+#: stays); sweeps stopped -> finished (what `wandb sweep --stop` sets), cancelled -> canceled.
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "UPDATE runs SET state = 'pending' WHERE state = 'queued'",
+        "UPDATE runs SET state = 'killed' WHERE state = 'stopped'",
+        "UPDATE sweeps SET state = 'finished' WHERE state = 'stopped'",
+        "UPDATE sweeps SET state = 'canceled' WHERE state = 'cancelled'",
+    ],
+}
 
 
 class JSONText(TypeDecorator[Any]):

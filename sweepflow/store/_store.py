@@ -172,6 +172,11 @@ class Store:
             if version is None:
                 t.metadata.create_all(conn)
                 conn.execute(insert(t.schema_version).values(version=t.SCHEMA_VERSION, applied_at=time.time()))
+            elif version < t.SCHEMA_VERSION:
+                for step in range(version, t.SCHEMA_VERSION):
+                    for statement in t.MIGRATIONS[step]:
+                        conn.exec_driver_sql(statement)
+                    conn.execute(insert(t.schema_version).values(version=step + 1, applied_at=time.time()))
 
     @staticmethod
     def _schema_version(conn: Connection) -> int | None:
@@ -182,6 +187,8 @@ class Store:
     def _check_version(self, version: int | None) -> None:
         if version is None or version == t.SCHEMA_VERSION:
             return
+        if version < t.SCHEMA_VERSION and all(step in t.MIGRATIONS for step in range(version, t.SCHEMA_VERSION)):
+            return  # upgraded in place by _ensure_schema
         if version > t.SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"{self.url} has store schema version {version}, newer than this sweepflow understands "
@@ -277,8 +284,8 @@ class Store:
     ) -> Sweep | None:
         """Move the sweep to ``state``; with ``expect``, only from one of those states (else ``None``).
 
-        Ending the sweep (finished / stopped / cancelled / failed) also ends its queued runs as ``stopped``
-        in the same transaction, so no run of an ended sweep is ever left waiting; ``cancelled`` also asks its
+        Ending the sweep (finished / canceled / failed) also ends its pending runs as ``killed`` in the same
+        transaction, so no run of an ended sweep is ever left waiting; ``canceled`` also asks its
         running runs to stop.
         """
         state = _enum(SweepState, state)
@@ -296,7 +303,7 @@ class Store:
             if state.is_terminal:
                 why = f"sweep {state.value}" + (f": {reason}" if reason else "")
                 queued = select(t.runs.c.id).where(
-                    t.runs.c.sweep_id == sweep_id, t.runs.c.state == RunState.QUEUED.value
+                    t.runs.c.sweep_id == sweep_id, t.runs.c.state == RunState.PENDING.value
                 )
                 conn.execute(
                     update(t.queue_items)
@@ -305,10 +312,10 @@ class Store:
                 )
                 conn.execute(
                     update(t.runs)
-                    .where(t.runs.c.sweep_id == sweep_id, t.runs.c.state == RunState.QUEUED.value)
-                    .values(state=RunState.STOPPED.value, stop_reason=why, ended_at=now)
+                    .where(t.runs.c.sweep_id == sweep_id, t.runs.c.state == RunState.PENDING.value)
+                    .values(state=RunState.KILLED.value, stop_reason=why, ended_at=now)
                 )
-                if state is SweepState.CANCELLED:
+                if state is SweepState.CANCELED:
                     conn.execute(
                         update(t.runs)
                         .where(
@@ -370,7 +377,7 @@ class Store:
         owner: str | None = None,
         now: float | None = None,
     ) -> Run:
-        """Queue a new run of the sweep: the run (state ``queued``) and its queue item, together.
+        """Queue a new run of the sweep: the run (state ``pending``) and its queue item, together.
 
         ``config`` is the chosen ``{param: value}``. ``priority`` defaults to the queue's. With ``owner``, the
         caller must hold the sweep's controller lease (a controller that lost it cannot enqueue). The queue is
@@ -410,7 +417,7 @@ class Store:
                     queue=queue,
                     config=config,
                     config_hash=digest,
-                    state=RunState.QUEUED.value,
+                    state=RunState.PENDING.value,
                     attempt=1,
                     summary={},
                     queued_at=now,
@@ -449,7 +456,7 @@ class Store:
                 update(t.runs)
                 .where(t.runs.c.id == run_id)
                 .values(
-                    state=RunState.QUEUED.value,
+                    state=RunState.PENDING.value,
                     attempt=t.runs.c.attempt + 1,
                     exit_code=None,
                     summary={},
@@ -522,14 +529,14 @@ class Store:
     def mark_run_started(
         self, run_id: str, agent_id: str, *, item_id: int | None = None, now: float | None = None
     ) -> Run | None:
-        """``queued`` → ``running``, if the run's live item is claimed by ``agent_id`` (and is ``item_id``).
+        """``pending`` → ``running``, if the run's live item is claimed by ``agent_id`` (and is ``item_id``).
 
         ``None`` means the claim is gone (reaped, or the sweep ended meanwhile): do not start the process.
         """
         now = _now(now)
         with self._write() as conn:
             run = _run(self._run_row(conn, run_id))
-            if run.state is not RunState.QUEUED or not self._holds(conn, run_id, item_id, agent_id):
+            if run.state is not RunState.PENDING or not self._holds(conn, run_id, item_id, agent_id):
                 return None
             conn.execute(
                 update(t.runs)
@@ -561,7 +568,7 @@ class Store:
         item_id: int | None = None,
         now: float | None = None,
     ) -> Run | None:
-        """End a queued or running run in a terminal ``state`` and close its queue item.
+        """End a pending or running run in a terminal ``state`` and close its queue item.
 
         The first ending wins: ``None`` (nothing written) if the run already ended, e.g. the reaper marked it
         crashed. An agent passes the ``item_id`` of its claim, so a report from a lease it lost can never end a
@@ -601,17 +608,17 @@ class Store:
     def request_stop(self, run_id: str, reason: str, *, now: float | None = None) -> Run:
         """Controller → agent: stop this run (the agent sees it in :meth:`heartbeat`).
 
-        A run still queued never starts: it ends ``stopped`` now. An ended run is left as it is. Returns the
+        A run still pending never starts: it ends ``killed`` now. An ended run is left as it is. Returns the
         run as it stands after the request.
         """
         now = _now(now)
         with self._write() as conn:
             run = _run(self._run_row(conn, run_id))
-            if run.state is RunState.QUEUED:
+            if run.state is RunState.PENDING:
                 conn.execute(
                     update(t.runs)
                     .where(t.runs.c.id == run_id)
-                    .values(state=RunState.STOPPED.value, stop_reason=reason, ended_at=now)
+                    .values(state=RunState.KILLED.value, stop_reason=reason, ended_at=now)
                 )
                 conn.execute(
                     update(t.queue_items)
@@ -747,7 +754,7 @@ class Store:
             .where(
                 items.queue == queue,
                 items.state == ItemState.PENDING.value,
-                t.runs.c.state == RunState.QUEUED.value,
+                t.runs.c.state == RunState.PENDING.value,
                 t.sweeps.c.state.in_([SweepState.PENDING.value, SweepState.RUNNING.value]),
             )
             .order_by(items.priority.desc(), items.enqueued_at, items.id)
@@ -810,7 +817,7 @@ class Store:
             run_ids = [run_id for _, run_id in expired]
             crashed = conn.scalars(
                 update(t.runs)
-                .where(t.runs.c.id.in_(run_ids), t.runs.c.state.in_([RunState.QUEUED.value, RunState.RUNNING.value]))
+                .where(t.runs.c.id.in_(run_ids), t.runs.c.state.in_([RunState.PENDING.value, RunState.RUNNING.value]))
                 .values(state=RunState.CRASHED.value, stop_reason=LEASE_EXPIRED_REASON, ended_at=now)
                 .returning(t.runs.c.id)
             ).all()
@@ -871,7 +878,7 @@ class Store:
         """Problems found in the database (``[]`` when healthy): SQLite's own checks plus the store's invariants.
 
         Each run has exactly one live item while queued / running and none once ended; a claimed item's run
-        is queued or running; runs are numbered 1..n per sweep without gaps; no sweep exceeds its run_cap.
+        is pending or running; runs are numbered 1..n per sweep without gaps; no sweep exceeds its run_cap.
         """
         problems: list[str] = []
         with self._read() as conn:
@@ -894,7 +901,7 @@ class Store:
                 .join(t.runs, t.runs.c.id == t.queue_items.c.run_id)
                 .where(
                     t.queue_items.c.state == ItemState.CLAIMED.value,
-                    t.runs.c.state.not_in([RunState.QUEUED.value, RunState.RUNNING.value]),
+                    t.runs.c.state.not_in([RunState.PENDING.value, RunState.RUNNING.value]),
                 )
             ).all()
             problems += [f"item {i} is claimed but its run is {s}" for i, s in bad_claims]

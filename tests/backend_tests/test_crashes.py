@@ -39,7 +39,8 @@ def reaper(backend: LocalBackend) -> Iterator[list[subprocess.Popen]]:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
     for s in backend.store.list_sweeps():
-        backend.set_state(s.id, "cancel")
+        if not s.state.is_terminal:
+            backend.set_state(s.id, "cancel")
     for proc in started:
         try:
             proc.wait(timeout=20)

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from sweepflow.backends.local import LocalBackend
-from sweepflow.local.command import JobError
+from sweepflow.errors import SweepflowError
 from sweepflow.local.drive import drive
 from tests.backend_tests.conftest import curve_config, sweep
 
@@ -60,20 +60,19 @@ def test_hyperband_stops_the_clearly_worse_run_and_records_why(backend: LocalBac
     _sweep_id, runs = _finish(backend, config)
     by_quality = {r.config["quality"]: r for r in runs}
     bad = by_quality[50.0]
-    assert bad.state == "stopped" and bad.stop_reason.startswith("hyperband:")
+    assert bad.state == "killed" and bad.stop_reason.startswith("hyperband:")
     assert f"Run: {bad.id}" in bad.stop_reason and "Threshold" in bad.stop_reason
     assert len(backend.store.history(bad.id)) < 12  # it was cut short
     assert by_quality[1.0].state == "finished"
 
 
 def test_unknown_job_and_missing_program_fail_before_anything_is_created(backend: LocalBackend, tmp_path) -> None:
-    with pytest.raises(JobError, match="job"):
-        backend.launch(
-            sweep({**{k: v for k, v in curve_config().items() if k != "program"}, "job": "proj/nope:latest"}),
-            key="a",
-            config_dir=tmp_path,
-        )
-    with pytest.raises(JobError, match="program"):
+    no_program = {k: v for k, v in curve_config().items() if k != "program"}
+    with pytest.raises(SweepflowError, match="job: 'proj/nope:latest' is not in the local job registry"):
+        backend.launch(sweep({**no_program, "job": "proj/nope:latest", "source_dir": str(tmp_path)}), key="a")
+    with pytest.raises(SweepflowError, match="method: 'custom' has no search engine in the local backend"):
+        backend.launch(sweep({**curve_config(), "method": "custom"}), key="c")
+    with pytest.raises(SweepflowError, match="program"):
         backend.launch(sweep(curve_config(program=str(tmp_path / "absent.py"))), key="b")
     assert backend.store.list_sweeps() == []
 

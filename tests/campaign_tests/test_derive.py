@@ -70,8 +70,8 @@ def test_vanished_categoricals_are_dropped_and_warm_starts_filtered() -> None:
     assert derived.config.parameters["hidden"].values == [32, 64]
     assert derived.config.parameters["batch"].value == 32
     # The 4th best run used hidden=128, which left the space: it is not carried (bayes would raise on it).
-    assert [w["run_id"] for w in derived.warm_start] == ["r0", "r1", "r2"]
-    assert derived.warm_start[0]["summary"] == {"val_loss": 0.10}
+    assert [w.source_run_id for w in derived.warm_start] == ["r0", "r1", "r2"]
+    assert derived.warm_start[0].summary == {"val_loss": 0.10}
 
 
 def test_fewer_runs_than_k_uses_what_there_is() -> None:

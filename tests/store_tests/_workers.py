@@ -82,5 +82,5 @@ def churn(url: str, seed: int, ready: Any) -> None:
             store.request_stop(run.id, "pruned")
         if roll < 0.2:
             store.reap_expired()
-        state = rng.choice(["finished", "finished", "failed", "stopped"])
+        state = rng.choice(["finished", "finished", "failed", "killed"])
         store.mark_run_finished(run.id, state, exit_code=0, item_id=claim.item.id)

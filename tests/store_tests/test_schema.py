@@ -105,11 +105,30 @@ def v1_db(tmp_path: Path) -> Path:
     return path
 
 
-def test_the_current_schema_is_still_version_1(tmp_path: Path, v1_db: Path) -> None:
-    """Changing a table without bumping SCHEMA_VERSION (and adding an asset + migration) fails here."""
-    assert SCHEMA_VERSION == 1
+def test_the_tables_are_still_those_of_version_1(tmp_path: Path, v1_db: Path) -> None:
+    """Version 2 changed state names only (a data migration). Changing a table without bumping SCHEMA_VERSION
+    (and adding an asset + migration) fails here."""
+    assert SCHEMA_VERSION == 2
     Store(f"sqlite:///{tmp_path / 'fresh.db'}").close()
     assert _schema_sql(tmp_path / "fresh.db") == _schema_sql(v1_db)
+
+
+def test_version_1_state_names_become_wandbs(v1_db: Path) -> None:
+    """v1 wrote sweepflow's own names (queued, stopped, cancelled); v2 reads W&B's (pending, killed, canceled)."""
+    with sqlite3.connect(v1_db) as con:
+        sweep_id = con.execute("SELECT id FROM sweeps").fetchone()[0]
+        con.execute(
+            "INSERT INTO sweeps (id, key, project, config, state, created_at, updated_at) VALUES "
+            "('s2', 'k2', 'p', '{}', 'cancelled', 0, 0), ('s3', 'k3', 'p', '{}', 'stopped', 0, 0)"
+        )
+        con.execute("UPDATE runs SET state = 'stopped', stop_reason = 'hyperband' WHERE state = 'finished'")
+    con.close()
+    with get_store(f"sqlite:///{v1_db}") as store:
+        assert store.schema_version == 2
+        assert store.get_sweep("s2").state is SweepState.CANCELED
+        assert store.get_sweep("s3").state is SweepState.FINISHED
+        states = {r.state: r.stop_reason for r in store.runs(sweep_id)}
+        assert states == {RunState.KILLED: "hyperband", RunState.PENDING: None}
 
 
 def test_a_version_1_database_opens_and_works(v1_db: Path) -> None:
@@ -121,7 +140,7 @@ def test_a_version_1_database_opens_and_works(v1_db: Path) -> None:
         done, waiting = store.runs(sweep.id)
         assert (done.state, done.summary, done.search_info) == (RunState.FINISHED, {"loss": 0.5}, {"method": "grid"})
         assert store.history(done.id) == [{"_step": 0, "loss": 1.0}, {"_step": 1, "loss": 0.5}]
-        assert waiting.state is RunState.QUEUED
+        assert waiting.state is RunState.PENDING
         assert store.get_queue("gpu").resource_args == {"gpus": 1}
         claim = store.claim_next("gpu", "agent-2", lease_ttl=30)
         assert claim.run.id == waiting.id and claim.item.id == 2

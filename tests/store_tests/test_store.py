@@ -107,13 +107,13 @@ def test_ending_a_sweep_stops_its_queued_runs(store: Store) -> None:
     claimed_not_started = _claimed(store, sweep.id, {"x": 2})
     waiting = store.add_run(sweep.id, {"x": 3}, queue="q", now=T0)
 
-    store.set_sweep_state(sweep.id, "stopped", "user asked", now=T0 + 9)
+    store.set_sweep_state(sweep.id, "finished", "user asked", now=T0 + 9)
 
     assert store.get_run(running.run.id).state is RunState.RUNNING  # stop: running runs finish
     assert store.get_run(running.run.id).stop_requested is None
     for run_id in (claimed_not_started.run.id, waiting.id):
         run = store.get_run(run_id)
-        assert (run.state, run.stop_reason, run.ended_at) == (RunState.STOPPED, "sweep stopped: user asked", T0 + 9)
+        assert (run.state, run.stop_reason, run.ended_at) == (RunState.KILLED, "sweep finished: user asked", T0 + 9)
     assert store.mark_run_started(claimed_not_started.run.id, "a1") is None  # the agent must not start it
     assert [i.run_id for i in store.queue_items("q", states=["claimed"])] == [running.run.id]
     assert store.check() == []
@@ -123,10 +123,10 @@ def test_cancelling_a_sweep_asks_running_runs_to_stop(store: Store) -> None:
     sweep = _sweep(store)
     claim = _claimed(store, sweep.id, {"x": 1})
     store.mark_run_started(claim.run.id, "a1", now=T0)
-    store.set_sweep_state(sweep.id, "cancelled", now=T0 + 1)
-    assert store.get_run(claim.run.id).stop_requested == "sweep cancelled"
+    store.set_sweep_state(sweep.id, "canceled", now=T0 + 1)
+    assert store.get_run(claim.run.id).stop_requested == "sweep canceled"
     beat = store.heartbeat("a1", [claim.item.id], ttl=30, now=T0 + 2)
-    assert beat.stop == {claim.item.id: "sweep cancelled"} and not beat.lost
+    assert beat.stop == {claim.item.id: "sweep canceled"} and not beat.lost
 
 
 # -- controller lease -----------------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ def test_add_run_with_owner_needs_the_live_lease(store: Store) -> None:
 def test_add_run_inserts_run_and_queue_item_together(store: Store) -> None:
     sweep = _sweep(store)
     run = store.add_run(sweep.id, {"lr": 0.1, "opt": "adam"}, queue="gpu", search_info={"band": 1}, now=T0)
-    assert run.state is RunState.QUEUED and run.number == 1 and run.attempt == 1 and run.queue == "gpu"
+    assert run.state is RunState.PENDING and run.number == 1 and run.attempt == 1 and run.queue == "gpu"
     assert run.config == {"lr": 0.1, "opt": "adam"} and run.search_info == {"band": 1} and run.summary == {}
     assert run.queued_at == T0 and run.config_hash == config_hash(run.config)
     [item] = store.queue_items("gpu")
@@ -228,10 +228,10 @@ def test_runs_and_counts(store: Store) -> None:
     c = store.add_run(sweep.id, {"x": 3}, queue="q")
     store.request_stop(c.id, "pruned")
     assert [r.id for r in store.runs(sweep.id)] == [a.run.id, b.id, c.id]
-    assert [r.id for r in store.runs(sweep.id, states=["queued", "stopped"])] == [b.id, c.id]
+    assert [r.id for r in store.runs(sweep.id, states=["pending", "killed"])] == [b.id, c.id]
     counts = store.counts(sweep.id)
     assert set(counts) == set(RunState)
-    assert counts == {**dict.fromkeys(RunState, 0), RunState.RUNNING: 1, RunState.QUEUED: 1, RunState.STOPPED: 1}
+    assert counts == {**dict.fromkeys(RunState, 0), RunState.RUNNING: 1, RunState.PENDING: 1, RunState.KILLED: 1}
     assert store.counts("missing") == dict.fromkeys(RunState, 0)
 
 
@@ -279,7 +279,7 @@ def test_request_stop(store: Store) -> None:
     sweep = _sweep(store)
     queued = store.add_run(sweep.id, {"x": 1}, queue="q")
     stopped = store.request_stop(queued.id, "hyperband", now=T0 + 3)
-    assert stopped.state is RunState.STOPPED and stopped.stop_reason == "hyperband" and stopped.ended_at == T0 + 3
+    assert stopped.state is RunState.KILLED and stopped.stop_reason == "hyperband" and stopped.ended_at == T0 + 3
     assert store.queue_items("q")[0].state is ItemState.DONE
 
     claim = _claimed(store, sweep.id, {"x": 2})
@@ -288,8 +288,8 @@ def test_request_stop(store: Store) -> None:
     assert asked.state is RunState.RUNNING and asked.stop_requested == "hyperband band 1"
     assert store.request_stop(claim.run.id, "again").stop_requested == "hyperband band 1"
     assert store.heartbeat("a1", [claim.item.id], ttl=30).stop == {claim.item.id: "hyperband band 1"}
-    store.mark_run_finished(claim.run.id, "stopped", stop_reason="hyperband band 1")
-    assert store.request_stop(claim.run.id, "late").state is RunState.STOPPED  # ended runs are left alone
+    store.mark_run_finished(claim.run.id, "killed", stop_reason="hyperband band 1")
+    assert store.request_stop(claim.run.id, "late").state is RunState.KILLED  # ended runs are left alone
     with pytest.raises(NotFoundError):
         store.request_stop("missing", "x")
 
@@ -433,7 +433,7 @@ def test_reap_expired_marks_runs_crashed(store: Store) -> None:
     crashed = store.get_run(claim.run.id)
     assert crashed.state is RunState.CRASHED and crashed.stop_reason == LEASE_EXPIRED_REASON
     assert crashed.ended_at == T0 + 10.5
-    assert store.get_run(pending.id).state is RunState.QUEUED  # unclaimed items have no lease
+    assert store.get_run(pending.id).state is RunState.PENDING  # unclaimed items have no lease
     assert store.reap_expired(now=T0 + 100) == []
     # The agent comes back from the dead: it has lost the item, and its report is ignored.
     assert store.heartbeat("a1", [claim.item.id], ttl=10, now=T0 + 11).lost == {claim.item.id}
@@ -451,7 +451,7 @@ def test_requeue_a_crashed_run(store: Store) -> None:
     with pytest.raises(NotFoundError):
         store.requeue_run("missing")
     requeued = store.requeue_run(first.run.id, priority="high", now=T0 + 30)  # same run: run_cap is not hit
-    assert requeued.state is RunState.QUEUED and requeued.attempt == 2 and requeued.queued_at == T0 + 30
+    assert requeued.state is RunState.PENDING and requeued.attempt == 2 and requeued.queued_at == T0 + 30
     assert requeued.started_at is None and requeued.stop_reason is None and store.history(first.run.id) == []
     second = store.claim_next("q", "a2", lease_ttl=10, now=T0 + 31)
     assert second.run.id == first.run.id and second.item.id != first.item.id and second.item.priority == 10
