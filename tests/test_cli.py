@@ -95,3 +95,22 @@ def test_launch_sweep_wait_then_status_runs_and_queue(tmp_path: Path) -> None:
     assert "finished 2" in run("status", result["sweep_id"]).stdout
     missing = run("status", "nosuchid")
     assert missing.returncode == 1 and "no sweep 'nosuchid'" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_validate_refuses_what_the_local_backend_cannot_run(tmp_path: Path) -> None:
+    (tmp_path / "custom.yaml").write_text("method: custom\nprogram: train.py\nparameters: {x: {values: [1, 2]}}\n")
+    (tmp_path / "train.py").write_text("")
+    (tmp_path / "campaign.yaml").write_text("name: c\nstages:\n  only:\n    sweep: custom.yaml\n")
+    result = _run("validate", "--format", "json", str(tmp_path / "custom.yaml"), str(tmp_path / "campaign.yaml"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    sweep_verdict, campaign_verdict = json.loads(result.stdout)
+    assert [e["path"] for e in sweep_verdict["errors"]] == ["method"]
+    assert "no search engine in the local backend" in sweep_verdict["errors"][0]["message"]
+    assert [e["path"] for e in campaign_verdict["errors"]] == ["stages.only.sweep.method"]
+
+
+def test_the_demo_is_a_flow_the_cli_starts_as_a_program() -> None:
+    result = _run("demo", "--help")
+    assert result.returncode == 0 and "--key" in result.stdout
+    direct = subprocess.run([sys.executable, "-m", "flows.demo", "--help"], capture_output=True, text=True, timeout=60)
+    assert direct.returncode == 0 and "--key" in direct.stdout

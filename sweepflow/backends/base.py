@@ -27,6 +27,9 @@ from pydantic import BaseModel, Field
 from sweepflow.config import SweepConfig
 from sweepflow.errors import SweepflowError
 from sweepflow.states import RunState, SweepState
+from sweepflow.warm_start import PriorRun
+
+__all__ = ["Backend", "PriorRun", "RunRecord", "SweepHandle", "SweepNotFound", "SweepStatus", "TransientBackendError"]
 
 SweepAction = Literal["pause", "resume", "stop", "cancel"]
 
@@ -37,14 +40,6 @@ class TransientBackendError(SweepflowError):
 
 class SweepNotFound(SweepflowError):
     """No sweep with that id."""
-
-
-class PriorRun(BaseModel):
-    """A finished run carried into a new sweep as a warm start (W&B's ``prior_runs``): the engine learns from it."""
-
-    config: dict[str, Any] = Field(description="Parameter -> value (nested parameters stay nested).")
-    summary: dict[str, Any] = Field(default_factory=dict, description="Metric -> value the run reached.")
-    source_run_id: str | None = Field(None, description="The run it came from, for the audit trail.")
 
 
 class RunRecord(BaseModel):

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sweepflow.backends.base import PriorRun
 from sweepflow.campaign.analysis import CONFIG, SUMMARY, config_of, top_k
 from sweepflow.config import Derive, Metric, Parameter, SweepConfig, check_sweep, iter_leaves
 from sweepflow.errors import SweepflowError
+from sweepflow.warm_start import PriorRun
 
 # Distributions narrowed in log space; for the exponent forms the bounds *are* logs (of values).
 LOG_SPACE = {"log_uniform_values", "inv_log_uniform_values", "q_log_uniform_values"}

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from sweepflow.backends.base import PriorRun
 from sweepflow.campaign.derive import Derived, derive_config, warm_start_runs
 from sweepflow.campaign.results import StageResult, evaluate_when
 from sweepflow.config import Metric, Pipeline, SweepConfig
+from sweepflow.warm_start import PriorRun
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from sweepflow.backends.base import PriorRun
 from sweepflow.config import SweepConfig
 from sweepflow.local.search import HyperbandStopper, Trial, searcher_for
 from sweepflow.ranking import lookup, metric_value, reaches
@@ -32,6 +31,7 @@ from sweepflow.store import (
     SweepInactiveError,
     SweepState,
 )
+from sweepflow.warm_start import PriorRun
 
 # The states W&B's engine is given: the same names (sweepflow.states is W&B's vocabulary).
 _ENGINE_STATE = {state: state.value for state in RunState}
