@@ -69,7 +69,7 @@ def _check(path: Path) -> Checked:
     except DocumentError as exc:
         return Checked(str(path), None, errors=exc.issues)
     if "jobs" in data and not {"method", "parameters", "stages"} & set(data):
-        return Checked(str(path), "registry", errors=[Issue("", p) for p in check_registry(path, data)])
+        return Checked(str(path), "registry", errors=check_registry(path, data))
     checked = check_file(path)
     if isinstance(checked.model, SweepConfig):
         checked.errors += check_local(checked.model)

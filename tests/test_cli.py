@@ -65,7 +65,8 @@ def test_validate_checks_a_job_registry(tmp_path: Path) -> None:
     (tmp_path / "sweepflow.yaml").write_text("jobs:\n  p/train: {program: missing.py}\n  p/eval: {progam: x.py}\n")
     result = _run("validate", str(tmp_path / "sweepflow.yaml"))
     assert result.returncode == 1
-    assert "missing.py' does not exist" in result.stdout and "unknown key(s) progam" in result.stdout
+    assert "missing.py' does not exist" in result.stdout
+    assert 'jobs["p/eval"].progam: is not a known key here' in result.stdout
 
 
 def test_launch_sweep_wait_then_status_runs_and_queue(tmp_path: Path) -> None:

@@ -14,16 +14,47 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
+from sweepflow.config.base import ConfigModel
+from sweepflow.config.documents import DocumentError, read_document
+from sweepflow.config.issues import issues_from, problems_error, render_path
 from sweepflow.config.sweep import SweepConfig
-from sweepflow.config.yaml12 import load_yaml
+from sweepflow.errors import Issue
 from sweepflow.local.command import JobError, ResolvedJob, command_template, show_template
 
 REGISTRY_FILE = "sweepflow.yaml"
 """The job registry file looked for beside the sweep config, before ``[tool.sweepflow.jobs]`` in pyproject.toml."""
 
-_ENTRY_KEYS = frozenset({"program", "command"})
+
+class JobEntry(ConfigModel):
+    """What one registered job's runs execute on this machine."""
+
+    program: str | None = Field(
+        None, min_length=1, description="The training script, relative to the registry file (or absolute)."
+    )
+    command: list[Any] | None = Field(
+        None, min_length=1, description="The run's command line, with W&B's ${...} macros (default: W&B's)."
+    )
+
+    @model_validator(mode="after")
+    def _runs_something(self) -> JobEntry:
+        if self.program is None and self.command is None:
+            raise problems_error([([], "has neither `program` nor `command`.", "add `program: train.py`.")])
+        return self
+
+
+class JobRegistry(ConfigModel):
+    """A job registry file (``sweepflow.yaml``) or the ``[tool.sweepflow]`` table of pyproject.toml.
+
+    Only ``jobs`` is read; other top-level keys are left to whatever else keeps settings in the same file.
+    """
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    jobs: dict[str, JobEntry] = Field(
+        default_factory=dict, description="Launch job name (`project/name`, optionally `:alias`) -> what it runs."
+    )
 
 
 def resolve_program(config: SweepConfig, config_dir: Path) -> ResolvedJob:
@@ -76,12 +107,12 @@ def _lookup(job: str, config_dir: Path) -> tuple[Path, str, str | None, tuple[An
     """Find ``job`` in the registries: (file, key, program, command)."""
     candidates = _job_keys(job)
     looked: list[Path] = []
-    for path, jobs in _registries(config_dir):
+    for path, registry in _registries(config_dir):
         looked.append(path)
         for key in candidates:
-            if key in jobs:
-                program, command = _entry(jobs[key], key, path)
-                return path, key, program, command
+            if key in registry.jobs:
+                entry = registry.jobs[key]
+                return path, key, entry.program, tuple(entry.command) if entry.command else None
     bare = candidates[1] if ":" in job else job
     where = (
         f"looked in {', '.join(map(str, looked))}"
@@ -95,20 +126,27 @@ def _lookup(job: str, config_dir: Path) -> tuple[Path, str, str | None, tuple[An
     )
 
 
-def check_registry(path: Path, data: Mapping[str, Any]) -> list[str]:
+def check_registry(path: Path, data: Mapping[str, Any]) -> list[Issue]:
     """Every problem of a ``sweepflow.yaml`` job registry (entries malformed, programs missing); [] if fine."""
-    problems = []
-    try:
-        table = _jobs_table(data.get("jobs"), path, "jobs")
-    except JobError as exc:
-        return [str(exc)]
-    for key, raw in table.items():
+    jobs = data.get("jobs")
+    if not isinstance(jobs, Mapping):
         try:
-            program, _ = _entry(raw, key, path)
-            if program is not None:
-                _locate(program, path.parent, f"jobs[{key!r}].program in {path}")
-        except JobError as exc:
-            problems.append(str(exc))
+            JobRegistry.model_validate(data)
+        except ValidationError as exc:
+            return issues_from(exc)
+        return []
+    problems: list[Issue] = []
+    for key, raw in jobs.items():  # entry by entry, so one bad entry does not hide another's missing program
+        try:
+            entry = JobEntry.model_validate(raw)
+        except ValidationError as exc:
+            problems += issues_from(exc, prefix=["jobs", key])
+            continue
+        if entry.program is not None:
+            try:
+                _locate(entry.program, path.parent, "program")
+            except JobError as exc:
+                problems.append(Issue(render_path(["jobs", key, "program"]), str(exc).removeprefix("program: ")))
     return problems
 
 
@@ -123,16 +161,16 @@ def _job_keys(job: str) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
-def _registries(config_dir: Path) -> list[tuple[Path, Mapping[str, Any]]]:
-    """The ``jobs`` tables that exist, in lookup order."""
-    found: list[tuple[Path, Mapping[str, Any]]] = []
+def _registries(config_dir: Path) -> list[tuple[Path, JobRegistry]]:
+    """The registries that exist, in lookup order, validated (a broken one is an error, never skipped)."""
+    found: list[tuple[Path, JobRegistry]] = []
     beside = config_dir / REGISTRY_FILE
     if beside.is_file():
         try:
-            data = load_yaml(beside.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise JobError(f"{beside}: cannot be read as YAML ({exc}). Fix: correct the file.") from None
-        found.append((beside, _jobs_table(data.get("jobs") if isinstance(data, dict) else None, beside, "jobs")))
+            data = read_document(beside)
+        except DocumentError as exc:
+            raise JobError(f"{exc} Fix: correct the file.") from None
+        found.append((beside, _validated(data, beside)))
     pyproject = next(
         (d / "pyproject.toml" for d in (config_dir, *config_dir.parents) if (d / "pyproject.toml").is_file()), None
     )
@@ -142,34 +180,16 @@ def _registries(config_dir: Path) -> list[tuple[Path, Mapping[str, Any]]]:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise JobError(f"{pyproject}: cannot be read as TOML ({exc}). Fix: correct the file.") from None
         table = data.get("tool", {}).get("sweepflow", {}).get("jobs")
-        found.append((pyproject, _jobs_table(table, pyproject, "[tool.sweepflow.jobs]")))
+        found.append((pyproject, _validated({} if table is None else {"jobs": table}, pyproject, "[tool.sweepflow]")))
     return found
 
 
-def _jobs_table(table: Any, path: Path, name: str) -> Mapping[str, Any]:
-    if table is None:
-        return {}
-    if not isinstance(table, dict):
-        raise JobError(f"{name} in {path}: must map job names to {{program: ..., command: [...]}}, not {table!r}.")
-    return table
-
-
-def _entry(raw: Any, key: str, path: Path) -> tuple[str | None, tuple[Any, ...] | None]:
-    """One registry entry, checked: (program, command)."""
-    where = f"jobs[{key!r}] in {path}"
-    if not isinstance(raw, dict):
-        raise JobError(f"{where}: must be a mapping like {{program: train.py}}, not {raw!r}.")
-    unknown = sorted(set(raw) - _ENTRY_KEYS)
-    if unknown:
-        raise JobError(f"{where}: unknown key(s) {', '.join(unknown)}. Fix: keep only `program` and `command`.")
-    program, command = raw.get("program"), raw.get("command")
-    if program is not None and (not isinstance(program, str) or not program):
-        raise JobError(f"{where}: `program` must be a file path, not {program!r}.")
-    if command is not None and (not isinstance(command, list) or not command):
-        raise JobError(f"{where}: `command` must be a non-empty list of arguments, not {command!r}.")
-    if program is None and command is None:
-        raise JobError(f"{where}: has neither `program` nor `command`. Fix: add `program: train.py`.")
-    return program, tuple(command) if command else None
+def _validated(data: Mapping[str, Any], path: Path, prefix: str = "") -> JobRegistry:
+    try:
+        return JobRegistry.model_validate(data)
+    except ValidationError as exc:
+        issues = "; ".join(f"{prefix}{'.' if prefix else ''}{issue}" for issue in issues_from(exc))
+        raise JobError(f"{path}: {issues}") from None
 
 
 def _locate(program: str, base: Path, field: str) -> Path:

@@ -352,13 +352,13 @@ def test_only_the_nearest_pyproject_counts(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("jobs: [p/t]", r"jobs in .*: must map job names"),
-        ("jobs: {p/t: train.py}", r"jobs\['p/t'\] in .*: must be a mapping"),
-        ("jobs: {p/t: {program: t.py, args: [1]}}", r"unknown key\(s\) args"),
+        ("jobs: [p/t]", r"sweepflow.yaml: jobs: must be a mapping, got a list"),
+        ("jobs: {p/t: train.py}", r'jobs\["p/t"\]: must be a mapping, got \'train.py\' \(a string\)'),
+        ("jobs: {p/t: {program: t.py, args: [1]}}", r'jobs\["p/t"\]\.args: is not a known key here'),
         ("jobs: {p/t: {}}", r"has neither `program` nor `command`"),
-        ("jobs: {p/t: {command: []}}", r"`command` must be a non-empty list"),
+        ("jobs: {p/t: {command: []}}", r'jobs\["p/t"\]\.command: has the wrong length'),
         ("jobs: {p/t: {command: [python, '${program}']}}", r"registered in .* without a `program`"),
-        ("jobs: {p/t: [", r"cannot be read as YAML"),
+        ("jobs: {p/t: [", r"sweepflow.yaml: is not valid YAML: .* at line 1, column 14\. Fix: correct the file\."),
     ],
 )
 def test_malformed_registry(tmp_path: Path, text: str, message: str) -> None:
