@@ -15,6 +15,8 @@ from sweepflow.campaign.analysis import runs_frame
 from sweepflow.campaign.plan import Outcome, Skip
 from sweepflow.campaign.results import CampaignResult, StageResult, stage_result
 from sweepflow.config import Pipeline, load_pipeline
+from sweepflow.config.pipeline import check_campaign_key
+from sweepflow.errors import SweepflowError
 from sweepflow.settings import Settings
 from tasks.analyze import analyze
 from tasks.collect_runs import collect_runs
@@ -45,7 +47,10 @@ def sweep_pipeline(
     """
     logger = get_run_logger()
     spec = load_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
-    key = key or spec.pipeline_key
+    try:
+        key = check_campaign_key(key or spec.pipeline_key)
+    except ValueError as exc:
+        raise SweepflowError(f"key: {exc}. Fix: pass another key.") from None
     common = {"backend": backend or spec.backend, "store": store}
     result = CampaignResult(pipeline=spec.name, key=key)
     done: dict[str, Outcome] = {}

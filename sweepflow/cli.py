@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +28,17 @@ app = typer.Typer(
     add_completion=False,
 )
 out = Console(highlight=False, soft_wrap=True)
+
+
+class TextOrJson(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class RunsFormat(StrEnum):
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
 
 
 def _version(value: bool) -> None:
@@ -88,7 +100,7 @@ def _check(path: Path) -> Checked:
 @app.command()
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Sweep configs or pipeline specs (YAML or JSON).")],
-    output: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    output: Annotated[TextOrJson, typer.Option("--format", help="text or json.")] = TextOrJson.TEXT,
 ) -> None:
     """Check sweep configs and pipeline specs; print every error and warning. Exit 1 if any is invalid."""
     results = [_check(path) for path in files]
@@ -126,7 +138,7 @@ def validate(
 StoreOption = Annotated[
     str | None, typer.Option("--store", help="Store URL (default: $SWEEPFLOW_STORE_URL, else $SWEEPFLOW_HOME).")
 ]
-FormatOption = Annotated[str, typer.Option("--format", help="text or json.")]
+FormatOption = Annotated[TextOrJson, typer.Option("--format", help="text or json.")]
 
 
 def _backend(store: str | None):
@@ -165,7 +177,7 @@ def launch_sweep(
     project: Annotated[str | None, typer.Option("--project", "-p", help="Project of the sweep.")] = None,
     resume_id: Annotated[str | None, typer.Option("--resume_id", "-r", help="Resume this sweep.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Drive the sweep here and show progress until it ends.")] = False,
-    output: FormatOption = "text",
+    output: FormatOption = TextOrJson.TEXT,
     store: StoreOption = None,
 ) -> None:
     """Create a sweep (or resume one) on the embedded backend and start driving it."""
@@ -244,10 +256,12 @@ def controller(sweep_id: str, store: StoreOption = None) -> None:
 @_guard
 def launch_agent(
     queue: Annotated[str, typer.Option("--queue", "-q", help="The queue to serve.")],
-    max_jobs: Annotated[int, typer.Option("--max-jobs", "-j", help="Runs at once.")] = 1,
+    max_jobs: Annotated[int, typer.Option("--max-jobs", "-j", min=1, help="Runs at once.")] = 1,
     store: StoreOption = None,
 ) -> None:
     """Run an agent in the foreground: claim runs from QUEUE and run them (Ctrl-C stops it cleanly)."""
+    if not queue.strip():
+        raise _fail("--queue: give the name of a queue (`sweepflow queue` lists them).")
     from sweepflow.local.agent import Agent
 
     backend = _backend(store)
@@ -286,7 +300,7 @@ def sweep_cmd(
 
 @app.command("sweeps")
 @_guard
-def sweeps_cmd(output: FormatOption = "text", store: StoreOption = None) -> None:
+def sweeps_cmd(output: FormatOption = TextOrJson.TEXT, store: StoreOption = None) -> None:
     """List the sweeps in the store."""
     backend = _backend(store)
     rows = [backend.status(s.id).model_dump(mode="json") for s in backend.store.list_sweeps()]
@@ -306,7 +320,7 @@ def sweeps_cmd(output: FormatOption = "text", store: StoreOption = None) -> None
 
 @app.command("status")
 @_guard
-def status_cmd(sweep_id: str, output: FormatOption = "text", store: StoreOption = None) -> None:
+def status_cmd(sweep_id: str, output: FormatOption = TextOrJson.TEXT, store: StoreOption = None) -> None:
     """A sweep's state, run counts, best run and cost."""
     status = _backend(store).status(sweep_id)
     if output == "json":
@@ -323,7 +337,7 @@ def status_cmd(sweep_id: str, output: FormatOption = "text", store: StoreOption 
 @_guard
 def runs_cmd(
     sweep_id: str,
-    output: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    output: Annotated[RunsFormat, typer.Option("--format", help="table, csv or json.")] = RunsFormat.TABLE,
     store: StoreOption = None,
 ) -> None:
     """Every run of a sweep: config, state and summary metrics."""
@@ -363,16 +377,20 @@ def demo(
 def queue_cmd(
     name: Annotated[str | None, typer.Argument(help="Queue to create or update; omit to list queues.")] = None,
     priority: Annotated[str | None, typer.Option("--priority", help="low, medium, high, critical or a number.")] = None,
-    cost_per_hour: Annotated[float | None, typer.Option("--cost-per-hour", help="Price of one run-hour, USD.")] = None,
+    cost_per_hour: Annotated[
+        float | None, typer.Option("--cost-per-hour", min=0.0, help="Price of one run-hour, USD.")
+    ] = None,
     resource_arg: Annotated[
         list[str] | None, typer.Option("--resource-arg", help="KEY=VALUE passed to the queue's runs (repeatable).")
     ] = None,
-    output: FormatOption = "text",
+    output: FormatOption = TextOrJson.TEXT,
     store: StoreOption = None,
 ) -> None:
     """Create or update a queue (priority, cost per hour, resource args), or list the queues."""
     backend = _backend(store)
     if name is not None:
+        if not name.strip():
+            raise _fail("NAME: give the queue a name.")
         args = dict(item.split("=", 1) for item in resource_arg or [] if "=" in item)
         if resource_arg and len(args) != len(resource_arg):
             raise _fail("--resource-arg takes KEY=VALUE.")

@@ -7,9 +7,16 @@ shorten the timeouts (a lease TTL of 30 s is right in production and an eternity
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sweepflow.errors import SweepflowError
+
+
+class SettingsError(SweepflowError):
+    """A ``SWEEPFLOW_*`` variable has a value sweepflow cannot use."""
 
 
 class Settings(BaseSettings):
@@ -24,6 +31,24 @@ class Settings(BaseSettings):
     stop_grace: float = Field(10.0, ge=0, description="Seconds a run has to exit after SIGINT before SIGTERM.")
     term_grace: float = Field(5.0, ge=0, description="Seconds after SIGTERM before SIGKILL.")
     max_consecutive_failures: int = Field(5, ge=0, description="Fail a sweep after this many failed runs in a row.")
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:  # one line naming the variable, not a traceback
+            problems = "; ".join(
+                f"SWEEPFLOW_{'_'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: "
+                + e["msg"].removeprefix("Value error, ").lower()
+                for e in exc.errors()
+            )
+            raise SettingsError(f"bad setting: {problems}. Fix: correct or unset the variable.") from None
+
+    @field_validator("home")
+    @classmethod
+    def _home_is_a_folder(cls, home: Path) -> Path:
+        if home.expanduser().exists() and not home.expanduser().is_dir():
+            raise ValueError("is a file, not a folder")
+        return home
 
     @property
     def home_dir(self) -> Path:

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from sweepflow.campaign.report import parallel_coordinates, summary_markdown
 from sweepflow.campaign.results import CampaignResult
 from sweepflow.config import Metric
+from sweepflow.private import private_dir
 from tasks._common import artifact_key
 
 
@@ -21,7 +22,7 @@ def report(
 ) -> str:
     """Write plots and summary under ``out_dir``; link them as artifacts. Returns the summary's path."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    private_dir(out)
     for stage, frame in frames.items():
         metric = metrics.get(stage)
         if metric is not None and (paths := parallel_coordinates(frame, metric, out / stage, f"stage {stage}")):

@@ -37,6 +37,7 @@ from sweepflow.local.drive import DEFAULT_QUEUE
 from sweepflow.local.processes import owner_is_dead
 from sweepflow.local.registry import resolve_program
 from sweepflow.local.search import SEARCHERS
+from sweepflow.private import private_dir
 from sweepflow.ranking import best
 from sweepflow.settings import Settings
 from sweepflow.states import SweepState
@@ -230,7 +231,7 @@ class LocalBackend(Backend):
             return False  # the one we started is still waiting out a dead controller's lease
         self._spawned[sweep_id] = time.time()
         log_dir = self.settings.runs_dir / sweep_id
-        log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(log_dir)
         argv = [sys.executable, "-m", "sweepflow", "controller", sweep_id, "--store", self.store.url]
         # `setsid -f` forks and exits at once: the controller is re-parented to init, which reaps it when it
         # dies, so the launching process (a long-lived flow, say) never collects zombies of its controllers.

@@ -15,6 +15,7 @@ import pandas as pd
 from sweepflow.campaign.analysis import CONFIG, SUMMARY, ranked
 from sweepflow.campaign.results import CampaignResult
 from sweepflow.config import Metric
+from sweepflow.private import private_dir
 
 
 def _axes(frame: pd.DataFrame, metric: Metric) -> tuple[pd.DataFrame, dict[str, list[str]]]:
@@ -50,7 +51,7 @@ def parallel_coordinates(frame: pd.DataFrame, metric: Metric, out: Path, title: 
     axes, labels = _axes(frame, metric)
     if len(axes) < 2:
         return None
-    out.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(out.parent)
     dims = []
     for name in axes.columns:
         dim = {"label": name, "values": axes[name]}

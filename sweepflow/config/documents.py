@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from sweepflow.config.yaml12 import load_yaml
+from sweepflow.config.yaml12 import MAX_DEPTH, YamlLimitError, load_yaml
 from sweepflow.errors import ConfigError, Issue
 
 
@@ -43,11 +43,14 @@ def read_document(path: str | Path) -> dict[str, Any]:
         data = json.loads(text) if path.suffix.lower() == ".json" else load_yaml(text)
     except json.JSONDecodeError as exc:
         raise DocumentError(source, f"is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
+    except RecursionError:  # JSON only: the YAML reader reports its own limit
+        raise DocumentError(source, f"is refused: it is nested far deeper than {MAX_DEPTH} levels.") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise DocumentError(source, f"is not valid YAML: {problem}{where}.") from None
+        verdict = "is refused" if isinstance(exc, YamlLimitError) else "is not valid YAML"
+        raise DocumentError(source, f"{verdict}: {problem}{where}.") from None
     if not isinstance(data, dict):
         kind = "empty" if data is None else f"a {type(data).__name__}"
         raise DocumentError(source, f"must be a mapping of config keys (`method:`, `parameters:` ...), but is {kind}.")

@@ -59,6 +59,8 @@ def _word(error: dict[str, Any], path: str) -> Issue:
     name = path.rsplit(".", 1)[-1] if path else "the config"
     if kind == "missing":
         return Issue(path, "is required but missing.", f"add `{name}`.")
+    if kind == "value_error":  # a plain ValueError raised by a validator: its text is the message
+        return Issue(path, f"{ctx.get('error', error['msg'])}.")
     if kind == "extra_forbidden":
         return Issue(path, "is not a known key here.", "remove it, or check its spelling and indentation.")
     if kind in ("literal_error", "enum"):

@@ -201,6 +201,11 @@ class Parameter(ConfigModel):
     def _bound_problems(self, spec: Distribution) -> list[Problem]:
         problems: list[Problem] = []
         lo, hi = self.min, self.max
+        for key, value in (("min", lo), ("max", hi), ("mu", self.mu), ("sigma", self.sigma), ("q", self.q)):
+            if isinstance(value, float) and not math.isfinite(value):
+                problems.append(([key], f"{value} is not a finite number.", f"give `{key}` a finite bound."))
+        if problems:
+            return problems
         if spec.name == "int_uniform":
             for key, value in (("min", lo), ("max", hi)):
                 if value is not None and not isinstance(value, int):

@@ -8,11 +8,12 @@ a cycle, or deriving from a stage that is not in ``needs`` is an error naming th
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, StringConstraints, ValidationInfo, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
 from sweepflow.config.base import ConfigModel
@@ -22,6 +23,21 @@ from sweepflow.config.parameters import Number, iter_leaves
 from sweepflow.config.sweep import Method, SweepConfig
 
 StageName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=40)]
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$")
+
+
+def check_campaign_key(key: str) -> str:
+    """A campaign key names sweeps and a report folder: letters, digits and ``._:@/-``, starting with a letter
+    or digit (so ``..`` or ``/etc`` can never point the report outside ``$SWEEPFLOW_HOME/reports``)."""
+    if not _KEY.match(key):
+        raise ValueError(
+            f"campaign key {key!r} must start with a letter or digit and use only letters, digits and ._:@/- "
+            "(at most 200 characters)"
+        )
+    return key
+
+
+CampaignKey = Annotated[str, AfterValidator(check_campaign_key)]
 
 COMPARISONS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -122,7 +138,7 @@ class Pipeline(ConfigModel):
 
     name: StageName = Field(description="Campaign name (lowercase letters, digits, `-`, `_`).")
     description: str | None = Field(None, description="Free text.")
-    key: str | None = Field(
+    key: CampaignKey | None = Field(
         None,
         description="Identity of this campaign run: stages with the same key and name are the same sweeps, so "
         "a re-run resumes them. Defaults to `name`.",

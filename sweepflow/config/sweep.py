@@ -35,7 +35,7 @@ def _integer(value: Any) -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise PydanticCustomError("sweepflow_integer", "must be a whole number, got {got!r}.", {"got": value})
+        raise PydanticCustomError("sweepflow_integer", "must be a whole number, got {got}.", {"got": repr(value)})
     return value
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sweepflow.local.txlog import RunLog, find_run_file
+from sweepflow.private import private_dir
 
 
 def _pidfd(pid: int) -> int | None:
@@ -81,7 +82,7 @@ class RunProcess:
     @classmethod
     def start(cls, spec: RunSpec, *, preexec_fn: Callable[[], None] | None = None) -> RunProcess:
         """Write the param file and start the script. Values travel in a JSON file, never through a shell."""
-        spec.run_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(spec.run_dir)
         params = {name: {"value": value} for name, value in spec.params.items()}
         (spec.run_dir / "params.json").write_text(json.dumps(params))
         with open(spec.run_dir / "output.log", "ab") as output:

@@ -31,6 +31,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import QueuePool, StaticPool
 
+from sweepflow.private import private_file
 from sweepflow.settings import Settings
 from sweepflow.store._errors import StoreError
 
@@ -64,7 +65,14 @@ def create_sqlite_engine(url_text: str, *, busy_timeout_s: float = BUSY_TIMEOUT_
     if memory:
         kwargs["poolclass"] = StaticPool
     else:
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
+        database = Path(url.database).expanduser()  # type: ignore[arg-type]
+        try:
+            private_file(database)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the store at {database}: {exc.strerror}. Fix: point SWEEPFLOW_HOME or --store "
+                "at a folder you can write to."
+            ) from None
         kwargs.update(poolclass=QueuePool, pool_size=2, max_overflow=8)
     engine = create_engine(url, **kwargs)
 
