@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from sweepflow.config import SweepConfig
 from sweepflow.errors import SweepflowError
@@ -44,6 +44,9 @@ class SweepNotFound(SweepflowError):
 
 class RunRecord(BaseModel):
     """One run of a sweep, as every backend reports it."""
+
+    # A config or metric may be inf or NaN; JSON output writes them as Python and W&B do (Infinity, NaN), not null.
+    model_config = ConfigDict(ser_json_inf_nan="constants")
 
     id: str
     sweep_id: str
