@@ -364,12 +364,13 @@ def demo(
     key: Annotated[str | None, typer.Option("--key", help="Campaign key; the same key resumes (default: new).")] = None,
 ) -> None:
     """Run the demo campaign: a coarse random stage with Hyperband, then a bayes stage on the narrowed space."""
-    import subprocess
+    import os
     import sys
 
-    # The demo is a Prefect flow (flows/demo.py); the core CLI starts it as a program rather than importing it.
-    argv = [sys.executable, "-m", "flows.demo", *(["--key", key] if key else [])]
-    raise typer.Exit(subprocess.run(argv, check=False).returncode)
+    # The demo is a Prefect flow (flows/demo.py): the core CLI becomes that program (exec, same process, so a
+    # signal to `sweepflow demo` reaches the flow) rather than importing Prefect code into the core.
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "flows.demo", *(["--key", key] if key else [])])
 
 
 @app.command("queue")
