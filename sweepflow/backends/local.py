@@ -32,7 +32,7 @@ from sweepflow.backends.base import (
 )
 from sweepflow.config import SweepConfig
 from sweepflow.errors import Issue, SweepflowError
-from sweepflow.local.command import JobError
+from sweepflow.local.command import JobError, ResolvedJob
 from sweepflow.local.drive import DEFAULT_QUEUE
 from sweepflow.local.processes import owner_is_dead
 from sweepflow.local.registry import resolve_program
@@ -73,6 +73,11 @@ def _transient(method: Callable[P, R]) -> Callable[P, R]:
 def check_local(config: SweepConfig) -> list[Issue]:
     """What stops the local backend from running ``config``: a method it has no engine for, a program or job
     it cannot find. Reads files only (the job registry), so ``sweepflow validate`` can call it too."""
+    return _inspect(config)[0]
+
+
+def _inspect(config: SweepConfig) -> tuple[list[Issue], ResolvedJob | None]:
+    """The problems of ``config`` for this backend, and what its runs execute (when that could be resolved)."""
     problems = []
     if config.method not in SEARCHERS:
         problems.append(
@@ -83,10 +88,10 @@ def check_local(config: SweepConfig) -> list[Issue]:
             )
         )
     try:
-        resolve_program(config, config.folder)
+        job = resolve_program(config, config.folder)
     except JobError as exc:
-        problems.append(Issue("", str(exc)))
-    return problems
+        return [*problems, Issue("", str(exc))], None
+    return problems, job
 
 
 def _time(value: float | None) -> datetime | None:
@@ -122,9 +127,13 @@ class LocalBackend(Backend):
     # -- Backend --------------------------------------------------------------------------------------------
 
     def check(self, config: SweepConfig) -> None:
-        problems = check_local(config)
-        if problems:
+        self._checked_job(config)
+
+    def _checked_job(self, config: SweepConfig) -> ResolvedJob:
+        problems, job = _inspect(config)
+        if problems or job is None:
             raise SweepflowError("the local backend cannot run this sweep: " + "; ".join(map(str, problems)))
+        return job
 
     @_transient
     def launch(
@@ -143,8 +152,7 @@ class LocalBackend(Backend):
         The program or job is resolved first, so an unknown job or a missing script is an error before
         anything is created or queued.
         """
-        self.check(config)
-        job = resolve_program(config, config.folder)
+        job = self._checked_job(config)
         stored = config.to_wandb()
         if job.program is not None:
             stored["program"] = str(job.program)
