@@ -90,8 +90,8 @@ def _check(path: Path) -> Checked:
             if stage.sweep is not None:
                 prefix = f"stages.{name}.sweep"
                 for issue in check_local(stage.sweep):
-                    path = f"{prefix}.{issue.path}" if issue.path else prefix
-                    checked.errors.append(Issue(path, issue.message, issue.fix))
+                    where = f"{prefix}.{issue.path}" if issue.path else prefix
+                    checked.errors.append(Issue(where, issue.message, issue.fix))
     if checked.errors:
         checked.model = None
     return checked
