@@ -167,12 +167,17 @@ class Agent:
         return min(self._beat_at, self._report_at) if self.active else self._beat_at
 
     def wait(self, timeout: float) -> bool:
-        """Sleep up to ``timeout`` s, waking at once when a run's process exits; True if one did."""
+        """Sleep up to ``timeout`` s, waking at once when a run's process exits; True if one did.
+
+        Runs without a pidfd (not Linux >= 5.3) are polled when the sleep ends, so callers keep ``timeout`` short.
+        """
         fds = [a.proc.exit_fd for a in self.active.values() if a.proc.exit_fd is not None]
-        if not fds:
+        if fds:
+            if select.select(fds, [], [], max(0.0, timeout))[0]:
+                return True
+        else:
             time.sleep(max(0.0, timeout))
-            return False
-        return bool(select.select(fds, [], [], max(0.0, timeout))[0])
+        return any(a.proc.exit_fd is None and a.proc.returncode() is not None for a in self.active.values())
 
     @property
     def busy(self) -> bool:

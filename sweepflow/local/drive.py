@@ -102,20 +102,21 @@ class Driver:
         """When the next round is due on a timer (events come sooner)."""
         return min(self.controller.next_due, self.agent.next_due if self.agent else math.inf)
 
-    def wait(self, deadline: float | None = None) -> None:
-        """Sleep until ``deadline`` (default :attr:`next_due`), a run's exit, or another process's commit."""
+    def wait(self, deadline: float | None = None) -> str:
+        """Sleep until ``deadline`` (default :attr:`next_due`), a run's exit, or another process's commit;
+        returns which: ``"timer"``, ``"exit"`` or ``"store"``."""
         deadline = self.next_due if deadline is None else deadline
         while True:
             left = deadline - time.time()
             if left <= 0:
-                return
+                return "timer"
             if self.agent is not None:
                 if self.agent.wait(min(left, self.poll_interval)):
-                    return
+                    return "exit"
             else:
                 time.sleep(min(left, self.poll_interval))
             if self.store.data_version() != self._version:
-                return
+                return "store"
 
     def close(self) -> None:
         """Stop our runs (recorded as stopped), leave the queue, give up the lease."""

@@ -3,6 +3,7 @@ the controller, what a round costs the store, and that a freed slot is refilled 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,21 @@ def test_rounds_with_nothing_due_touch_no_table(store: CountingStore, tmp_path: 
     assert driver.next_due == pytest.approx(0.5 * int(now / 0.5 + 1), abs=0.03)  # the next metrics report
     driver.step(10.0)
     assert driver.controller_ticks == ticks + 1 and store.writes == 3  # heartbeat, lease renewal, reaper
+
+
+def test_the_wait_ends_at_a_run_exit_or_a_commit_by_another_process(store: CountingStore, tmp_path: Path) -> None:
+    runs = FakeRuns()
+    driver = _driver(store, tmp_path, runs)
+    driver.step(0.0)
+    far = time.time() + 600  # a wait that reached it would report "timer"
+    runs.live()[0].exit(0)  # a fake has no pidfd: the agent polls it when each short sleep ends
+    assert driver.wait(far) == "exit"
+    driver.step(1.0)
+    with get_store(store.url) as cli:
+        cli.set_sweep_state(driver.controller.sweep_id, SweepState.PAUSED, "pause requested")
+    assert driver.wait(far) == "store"
+    driver.step(2.0)
+    assert driver.wait(time.time()) == "timer"
 
 
 def test_a_commit_by_another_process_wakes_the_controller_and_the_agent(store: CountingStore, tmp_path: Path) -> None:
