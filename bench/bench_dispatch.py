@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, CpuSampler, cpu_jiffies, dist, fmt, machine  # noqa: E402
+from _common import ROOT, CpuSampler, cpu_jiffies, dist, fmt, machine
 
 TRAIN = ROOT / "examples" / "train_digits.py"
 CURVE = ROOT / "tests" / "scripts" / "curve.py"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, machine  # noqa: E402
+from _common import ROOT, machine
 
 sys.path.insert(0, str(ROOT))
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--smoke", action="store_true", help="2 spawns each")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "spawn_results.json")
     args = parser.parse_args(argv)
-    import sweepflow.local.drive  # noqa: F401  - grow to what a controller process loads
+    import sweepflow.local.drive
     import sweepflow.local.search  # noqa: F401
 
     reps = 2 if args.smoke else 15
