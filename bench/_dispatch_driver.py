@@ -95,6 +95,13 @@ def main() -> None:
     os.environ["WANDB_MODE"] = "offline"
     os.environ.setdefault("WANDB_SILENT", "true")
 
+    # One-time costs are not the loop's: the engine imports its search modules (scipy, sklearn) at its first
+    # suggestion, ~1-2 s of CPU in either tree. Load them before the clock starts.
+    import sweeps.bayes_search
+    import sweeps.grid_search
+    import sweeps.hyperband_stopping
+    import sweeps.random_search  # noqa: F401
+
     import sweepflow
     from sweepflow.backends.local import LocalBackend
     from sweepflow.config import load_sweep_config

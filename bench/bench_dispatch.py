@@ -274,6 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str))
     report(result, args.workers, epochs)
+    print(f"results: {args.out} (bench took {result['bench_total_s']:.0f} s)")
     return result
 
 
@@ -297,7 +298,6 @@ def report(result: dict[str, Any], workers: int, epochs: int) -> None:
     print(f"{'':<42}" + "".join(f"{s['label']:>{width}}" for s in sweeps))
     for name, get in rows:
         print(f"{name:<42}" + "".join(f"{get(s):>{width}}" for s in sweeps))
-    print(f"results: {result.get('out', '')}(bench took {result['bench_total_s']:.0f} s)")
 
 
 def _p(d: dict[str, Any] | None) -> str:

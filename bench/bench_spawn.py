@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--smoke", action="store_true", help="2 spawns each")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "spawn_results.json")
     args = parser.parse_args(argv)
+    # Grow to what a controller process has loaded: a preexec_fn's fork() copies all of it.
     import sweepflow.local.drive
     import sweepflow.local.search  # noqa: F401
 

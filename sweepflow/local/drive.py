@@ -78,13 +78,15 @@ class Driver:
             or now >= controller.next_due
             or (done is not None and (done.finished or done.lost or (done.rows and controller.watches_metrics)))
         )
-        if wants:
+        while wants:
             self.active = controller.tick(now)
             self.controller_ticks += 1
             stops = controller.stop_requests != self._stops_seen
             self._stops_seen = controller.stop_requests
+            wants = False
             if agent and (stops or len(agent.active) < agent.max_jobs):
-                agent.tick(now, sync=stops)  # claim what the controller just queued; act on its stops now
+                again = agent.tick(now, sync=stops)  # claim what the controller just queued; act on its stops now
+                wants = bool(again.finished or again.lost)  # a run ended meanwhile: the controller decides again
             if agent is None and self.embedded_agents is None and self.active:
                 self._serve_if_unserved(now)
         self._version = self.store.data_version()  # our own writes of this round are not news

@@ -34,6 +34,8 @@ class FakeRun:
         self._rows: list[dict[str, Any]] = []
         self._summary: dict[str, Any] = {}
         self._step = 0
+        self.exit_at_poll: int | None = None  # exit (code 0) at this call of returncode(): "while the agent looks"
+        self._polls = 0
 
     # -- what the test does
     def log(self, **metrics: Any) -> None:
@@ -58,6 +60,9 @@ class FakeRun:
         return rows
 
     def returncode(self) -> int | None:
+        self._polls += 1
+        if self.code is None and self.exit_at_poll is not None and self._polls >= self.exit_at_poll:
+            self.code = 0
         return self.code
 
     def begin_stop(self, grace: float = 10.0, term_grace: float = 5.0, *, now: float | None = None) -> None:

@@ -48,6 +48,19 @@ def test_a_freed_slot_is_refilled_in_the_round_that_frees_it(store: CountingStor
     assert len(store.runs(driver.controller.sweep_id, states=["queued"])) == 1  # the controller topped up ahead
 
 
+def test_a_run_that_ends_while_the_round_refills_a_slot_is_seen_by_the_controller_in_that_round(
+    store: CountingStore, tmp_path: Path
+) -> None:
+    runs = FakeRuns()
+    driver = _driver(store, tmp_path, runs, run_cap=2)
+    driver.step(0.0)
+    first, second = runs.live()
+    first.exit(0)
+    second.exit_at_poll = second._polls + 2  # still running at the round's first look, ended at its second
+    assert not driver.step(1.0)  # run_cap reached and nothing in flight: done now, not at the next timer
+    assert store.get_sweep(driver.controller.sweep_id).state is SweepState.FINISHED
+
+
 def test_rounds_with_nothing_due_touch_no_table(store: CountingStore, tmp_path: Path) -> None:
     driver = _driver(store, tmp_path, FakeRuns())
     driver.step(0.0)
