@@ -27,6 +27,7 @@ import select
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +98,12 @@ def main() -> None:
 
     # One-time costs are not the loop's: the engine imports its search modules (scipy, sklearn) at its first
     # suggestion, ~1-2 s of CPU in either tree. Load them before the clock starts.
-    import sweeps.bayes_search
-    import sweeps.grid_search
-    import sweeps.hyperband_stopping
-    import sweeps.random_search  # noqa: F401
+    with warnings.catch_warnings():  # (sweeps' pydantic config warns on import; sweepflow silences it too)
+        warnings.simplefilter("ignore")
+        import sweeps.bayes_search
+        import sweeps.grid_search
+        import sweeps.hyperband_stopping
+        import sweeps.random_search  # noqa: F401
 
     import sweepflow
     from sweepflow.backends.local import LocalBackend

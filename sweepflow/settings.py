@@ -29,11 +29,11 @@ class Settings(BaseSettings):
         ),
     )
     report_interval: float = Field(
-        0.5,
+        1.0,
         gt=0,
         description=(
             "Seconds between reads of running runs' metrics into the store (what Hyperband and metric.target "
-            "see); wandb brings a logged row to disk within ~1 s."
+            "see); wandb brings logged rows to disk about once a second, so reading more often finds nothing new."
         ),
     )
     lease_renew_fraction: float = Field(

@@ -91,7 +91,7 @@ class Agent:
         agent_id: str | None = None,
         cwd: Path | None = None,
         renew_fraction: float = 1 / 3,
-        report_interval: float = 0.5,
+        report_interval: float = 1.0,
         start_run: StartRun | None = None,
         on_event: OnEvent | None = None,
     ):

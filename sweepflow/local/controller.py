@@ -126,9 +126,10 @@ class Controller:
         reason = self._end_reason(sweep, runs)
         if reason is None:
             self._apply_hyperband(sweep, runs, now)
-            self._fill_slots(sweep, runs, now)
-            runs = self.store.runs(self.sweep_id)
-            reason = self._end_reason(sweep, runs)
+            if not self._fill_slots(sweep, runs, now):
+                # Nothing was added, so only `_exhausted` can have changed the verdict: no need to re-read the runs.
+                # (A run added is in flight, and the sweep goes on.)
+                reason = self._end_reason(sweep, runs)
         if reason is not None:
             state, why = reason
             why += self._metric_note(runs)
@@ -197,21 +198,22 @@ class Controller:
             return 0
         return self.settings.lookahead
 
-    def _fill_slots(self, sweep: Sweep, runs: list[Any], now: float) -> None:
+    def _fill_slots(self, sweep: Sweep, runs: list[Any], now: float) -> int:
+        """Queue runs for the free slots (and the look-ahead); returns how many were added."""
         in_flight = sum(r.state in (RunState.QUEUED, RunState.RUNNING) for r in runs)
         free = self.config.num_workers + self._lookahead(runs) - in_flight
         if free <= 0 or self._exhausted:
-            return
+            return 0
         histories = self.store.histories(self.sweep_id) if self.config.method == "bayes" else None
         trials = self._trials(sweep, runs, histories)
-        duplicates = 0
+        duplicates = added = 0
         while free > 0:
             if sweep.run_cap is not None and len(trials) - len(sweep.prior_runs or []) >= sweep.run_cap:
-                return
+                return added
             suggestion = self.searcher.suggest(trials)
             if suggestion is None:
                 self._exhausted = True
-                return
+                return added
             try:
                 run = self.store.add_run(
                     self.sweep_id,
@@ -226,15 +228,17 @@ class Controller:
                 duplicates += 1
                 if duplicates >= MAX_DUPLICATE_DRAWS:
                     self._exhausted = True  # every draw repeats a config: the space is used up
-                    return
+                    return added
                 continue
             except (RunCapReachedError, SweepInactiveError):
-                return
+                return added
             except LeaseLostError:
                 self._renew_at = -math.inf
                 raise ControllerLeaseTaken(f"sweep {self.sweep_id} is driven by another controller") from None
             trials.append(Trial(run.id, run.config, "pending"))
             free -= 1
+            added += 1
+        return added
 
     def _metric_note(self, runs: list[Any]) -> str:
         """Say so when no run produced a usable value of the sweep's metric (never logged, or NaN)."""

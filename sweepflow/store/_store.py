@@ -133,6 +133,7 @@ class Store:
         self._engine = create_sqlite_engine(self.url, busy_timeout_s=busy_timeout_s)
         self._writer = self._engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
         self._version_conn: tuple[int, Any] | None = None  # (pid, connection) that data_version() asks
+        self._forked_version_conns: list[tuple[int, Any]] = []
         self._ensure_schema()
 
     def __repr__(self) -> str:
@@ -173,7 +174,9 @@ class Store:
         changes: nothing outside this process can write to it.
         """
         pid = os.getpid()
-        if self._version_conn is None or self._version_conn[0] != pid:  # never reuse a connection across fork()
+        if self._version_conn is None or self._version_conn[0] != pid:
+            if self._version_conn is not None:  # forked: the parent's connection is neither used nor closed here
+                self._forked_version_conns.append(self._version_conn)
             self._version_conn = (pid, self._engine.raw_connection())
         cursor = self._version_conn[1].cursor()
         try:
