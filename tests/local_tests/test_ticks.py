@@ -45,7 +45,7 @@ def test_run_cap_is_exact_with_one_run_queued_ahead(store: Store, runs: FakeRuns
         # The freed slot is refilled by the agent's claim alone: the queued-ahead run starts in the same tick.
         assert (done.finished, done.started) == (1, 1) or not store.runs(sweep.id, states=["queued"])
         assert len(store.runs(sweep.id, states=["running"])) <= 2
-    [final] = [store.get_sweep(sweep.id)]
+    final = store.get_sweep(sweep.id)
     assert (final.state, final.state_reason) == (SweepState.FINISHED, "run_cap 5 reached")
     assert _states(store, sweep.id) == ["finished"] * 5
     assert len({json.dumps(r.config, sort_keys=True) for r in store.runs(sweep.id)}) == 5
