@@ -27,7 +27,40 @@ class Settings(BaseSettings):
     home: Path = Field(Path("~/.sweepflow"), description="Where the store and run folders live.")
     store_url: str | None = Field(None, description="Database URL of the store (default: SQLite under `home`).")
     lease_ttl: float = Field(30.0, gt=0, description="Seconds a controller's or agent's lease lasts unrenewed.")
-    poll_interval: float = Field(0.02, gt=0, description="Seconds between controller/agent rounds.")
+    poll_interval: float = Field(
+        0.02,
+        gt=0,
+        description=(
+            "Seconds between a waiting loop's checks for changes other processes made to the store (one cheap "
+            "`PRAGMA data_version`, no transaction); a run's exit wakes the loop at once, without polling."
+        ),
+    )
+    report_interval: float = Field(
+        1.0,
+        gt=0,
+        description=(
+            "Seconds between reads of running runs' metrics into the store (what Hyperband and metric.target "
+            "see); wandb brings logged rows to disk about once a second, so reading more often finds nothing new."
+        ),
+    )
+    lease_renew_fraction: float = Field(
+        1 / 3,
+        gt=0,
+        lt=1,
+        description=(
+            "Renew leases (controller, agent heartbeats) and reap expired ones every `lease_ttl` times this: "
+            "a dead agent's run is declared crashed within `lease_ttl * (1 + lease_renew_fraction)`."
+        ),
+    )
+    lookahead: int = Field(
+        1,
+        ge=0,
+        description=(
+            "Runs a grid or random sweep keeps queued beyond its `num_workers` (within `run_cap`), so a freed "
+            "slot starts the next run without waiting for a suggestion; 0 turns it off. Bayes sweeps never "
+            "look ahead: their next suggestion depends on the latest results."
+        ),
+    )
     stop_grace: float = Field(10.0, ge=0, description="Seconds a run has to exit after SIGINT before SIGTERM.")
     term_grace: float = Field(5.0, ge=0, description="Seconds after SIGTERM before SIGKILL.")
     max_consecutive_failures: int = Field(5, ge=0, description="Fail a sweep after this many failed runs in a row.")
@@ -61,3 +94,8 @@ class Settings(BaseSettings):
     @property
     def url(self) -> str:
         return self.store_url or f"sqlite:///{self.home_dir / 'sweepflow.db'}"
+
+
+#: Every setting at its default, without reading the environment: the one place the loop classes take their
+#: default timings from, so a default is written once (in the fields above).
+DEFAULTS = Settings.model_construct()

@@ -1,32 +1,79 @@
 """The launch agent of the embedded backend: claims queued runs and runs them, like ``wandb launch-agent``.
 
 An agent serves one queue with ``max_jobs`` slots. Each :meth:`Agent.tick` (non-blocking, so tests and the
-embedded pool can drive it) reports metrics of running runs into the store, heartbeats its leases, acts on stop
-requests, records how finished runs ended, and claims new work. An agent that dies stops heartbeating; its leases
-expire and the store marks its runs crashed, and the kernel kills its run processes with it (parent-death signal)
-so no orphan keeps training unobserved.
+embedded pool can drive it with ``now`` passed in) records how finished runs ended, claims new work, and, when
+they are due, reports metrics of running runs into the store and heartbeats its leases (which also brings stop
+requests). An agent that dies stops heartbeating; its leases expire and the store marks its runs crashed, and the
+kernel kills its run processes with it (parent-death signal) so no orphan keeps training unobserved.
+
+A tick only touches the store for what is due: a heartbeat every ``lease_ttl * renew_fraction``, a metrics report
+every ``report_interval``, a claim when a slot is free. A loop sleeps in :meth:`Agent.wait` until
+:attr:`Agent.next_due` or until a run's process exits (its pidfd), whichever comes first.
 """
 
 from __future__ import annotations
 
+import math
 import select
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from sweepflow.config import SweepConfig
 from sweepflow.local.command import JobError, ResolvedJob, build_command
 from sweepflow.local.processes import die_with_parent
 from sweepflow.local.runner import RunProcess, RunSpec
-from sweepflow.store import Claim, Store
+from sweepflow.settings import DEFAULTS
+from sweepflow.store import Claim, Store, Sweep
+
+
+class RunHandle(Protocol):
+    """What the agent needs of a started run (:class:`~sweepflow.local.runner.RunProcess`; tests pass a fake)."""
+
+    spec: RunSpec
+    started_at: float
+    exit_fd: int | None  # readable once the process has exited; None if the platform has no pidfds
+
+    @property
+    def summary(self) -> dict[str, Any]: ...
+    @property
+    def stopping(self) -> bool: ...
+    def poll_rows(self) -> list[dict[str, Any]]: ...
+    def returncode(self) -> int | None: ...
+    def begin_stop(self, grace: float = ..., term_grace: float = ..., *, now: float | None = ...) -> None: ...
+    def advance_stop(self, *, now: float | None = ...) -> None: ...
+    def stop(self, grace: float = ..., term_grace: float = ...) -> int: ...
+    def close(self) -> None: ...
+
+
+#: Starts a run: ``start_run(spec, preexec_fn=...)``; the default is :meth:`RunProcess.start`.
+StartRun = Callable[..., RunHandle]
+#: Told of what happens to runs: ``on_event(kind, run_id, now)`` with kind ``started`` (process spawned),
+#: ``finished`` (outcome recorded, slot free), ``stopping`` (stop begun) or ``lost`` (lease lost, process killed).
+OnEvent = Callable[[str, str, float], None]
+
+_SWEEP_CACHE_SIZE = 32  # an agent serving many sweeps keeps the configs of the latest ones
 
 
 @dataclass
 class _Active:
     claim: Claim
-    proc: RunProcess
+    proc: RunHandle
     stop_reason: str | None = None
     rows_seen: int = 0
+
+
+@dataclass
+class AgentTick:
+    """What one :meth:`Agent.tick` did (a loop decides from it whether the controller should look now)."""
+
+    finished: int = 0  # runs whose outcome was recorded: their slots are free
+    started: int = 0
+    rows: int = 0  # history rows reported
+    lost: int = 0
+    stopping: int = 0  # stops begun on request
 
 
 class Agent:
@@ -39,11 +86,15 @@ class Agent:
         *,
         runs_dir: Path,
         max_jobs: int = 1,
-        lease_ttl: float = 30.0,
-        stop_grace: float = 10.0,
-        term_grace: float = 5.0,
+        lease_ttl: float = DEFAULTS.lease_ttl,
+        stop_grace: float = DEFAULTS.stop_grace,
+        term_grace: float = DEFAULTS.term_grace,
         agent_id: str | None = None,
         cwd: Path | None = None,
+        renew_fraction: float = DEFAULTS.lease_renew_fraction,
+        report_interval: float = DEFAULTS.report_interval,
+        start_run: StartRun | None = None,
+        on_event: OnEvent | None = None,
     ):
         self.store = store
         self.queue = queue
@@ -52,55 +103,97 @@ class Agent:
         self.lease_ttl = lease_ttl
         self.stop_grace, self.term_grace = stop_grace, term_grace
         self.cwd = cwd
+        self.beat_every = lease_ttl * renew_fraction
+        self.report_interval = report_interval
+        self.start_run: StartRun = start_run or RunProcess.start
+        self.on_event = on_event
         self.id = store.register_agent(queue, max_jobs=max_jobs, agent_id=agent_id).id
         self.active: dict[int, _Active] = {}
         self.started = 0
-        self.dispatch_latencies: list[float] = []  # slot freed -> next run started, seconds (for bench/)
-        self._slots_freed_at: list[float] = []  # one entry per freed slot, oldest first
+        self._beat_at = -math.inf  # the first tick beats
+        self._report_at = -math.inf
+        self._sweeps: dict[str, tuple[Sweep, SweepConfig]] = {}  # sweep id -> (sweep, validated config)
 
-    def tick(self, now: float | None = None, *, claim: bool = True) -> None:
-        """One round: report, heartbeat, stop, reap finished processes, claim new runs (unless ``claim=False``)."""
+    def tick(self, now: float | None = None, *, claim: bool = True, sync: bool = False) -> AgentTick:
+        """One round: record ended runs, report and heartbeat when due (or at once with ``sync``, e.g. after
+        the store changed), act on stop requests and lost leases, then claim runs for free slots (unless
+        ``claim=False``)."""
         now = time.time() if now is None else now
+        done = AgentTick()
+        report = now >= self._report_at
+        if report:
+            self._report_at = now + self.report_interval
         for item_id, active in list(self.active.items()):
-            self._report(item_id, active)
+            if report:
+                done.rows += self._report(item_id, active)
             active.proc.advance_stop(now=now)
             code = active.proc.returncode()
             if code is not None:
                 self._finish(item_id, active, code, now)
+                done.finished += 1
+        if sync or now >= self._beat_at:
+            self._beat(now, done)
+        while claim and len(self.active) < self.max_jobs:
+            got = self.store.claim_next(self.queue, self.id, lease_ttl=self.lease_ttl, now=now)
+            if got is None:
+                break
+            if self._start(got, now):
+                done.started += 1
+            else:
+                done.finished += 1  # it ended without starting (a bad job, or the claim went away)
+        return done
+
+    def _beat(self, now: float, done: AgentTick) -> None:
+        self._beat_at = now + self.beat_every
         beat = self.store.heartbeat(self.id, list(self.active), ttl=self.lease_ttl, now=now)
         for item_id in beat.lost:
             if item_id in self.active:  # our lease was reaped: the outcome will not be recorded, stop at once
-                lost = self.active.pop(item_id).proc
-                lost.stop(grace=0.5, term_grace=0.5)
-                lost.close()
+                lost = self.active.pop(item_id)
+                lost.proc.stop(grace=0.5, term_grace=0.5)
+                lost.proc.close()
+                done.lost += 1
+                self._emit("lost", lost.claim.run.id, now)
         for item_id, reason in beat.stop.items():
             active = self.active.get(item_id)
             if active is not None and not active.proc.stopping:
                 active.stop_reason = reason
                 active.proc.begin_stop(self.stop_grace, self.term_grace, now=now)
-        while claim and len(self.active) < self.max_jobs:
-            got = self.store.claim_next(self.queue, self.id, lease_ttl=self.lease_ttl, now=now)
-            if got is None:
-                break
-            self._start(got, now)
+                done.stopping += 1
+                self._emit("stopping", active.claim.run.id, now)
 
-    def wait(self, timeout: float) -> None:
-        """Sleep up to ``timeout`` s, waking at once when a run's process exits (so its slot is refilled now)."""
+    @property
+    def next_due(self) -> float:
+        """When the agent next has work of its own: a heartbeat, or (with runs in flight) a metrics report,
+        which also escalates stops in progress. A run's exit comes sooner through :meth:`wait`."""
+        return min(self._beat_at, self._report_at) if self.active else self._beat_at
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` s, waking at once when a run's process exits; True if one did.
+
+        Runs without a pidfd (not Linux >= 5.3) are polled when the sleep ends, so callers keep ``timeout`` short.
+        """
         fds = [a.proc.exit_fd for a in self.active.values() if a.proc.exit_fd is not None]
         if fds:
-            select.select(fds, [], [], timeout)
+            if select.select(fds, [], [], max(0.0, timeout))[0]:
+                return True
         else:
-            time.sleep(timeout)
+            time.sleep(max(0.0, timeout))
+        return any(a.proc.exit_fd is None and a.proc.returncode() is not None for a in self.active.values())
 
     @property
     def busy(self) -> bool:
         return bool(self.active)
 
-    def _report(self, item_id: int, active: _Active) -> None:
+    def _emit(self, kind: str, run_id: str, now: float) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, run_id, now)
+
+    def _report(self, item_id: int, active: _Active) -> int:
         rows = active.proc.poll_rows()
         if rows:
             rows = [r for r in rows if isinstance(r.get("_step"), int)]
             self.store.append_history(active.claim.run.id, rows, summary=active.proc.summary, item_id=item_id)
+        return len(rows)
 
     def _finish(self, item_id: int, active: _Active, code: int, now: float) -> None:
         self._report(item_id, active)
@@ -119,13 +212,22 @@ class Agent:
         )
         del self.active[item_id]
         active.proc.close()
-        self._slots_freed_at.append(time.perf_counter())
+        self._emit("finished", run.id, now)
 
-    def _start(self, claim: Claim, now: float) -> None:
+    def _sweep(self, sweep_id: str) -> tuple[Sweep, SweepConfig]:
+        # A sweep's id, project and config never change: read and validate them once per sweep.
+        cached = self._sweeps.get(sweep_id)
+        if cached is None:
+            sweep = self.store.get_sweep(sweep_id)
+            assert sweep is not None
+            if len(self._sweeps) >= _SWEEP_CACHE_SIZE:
+                self._sweeps.pop(next(iter(self._sweeps)))
+            cached = self._sweeps[sweep_id] = (sweep, SweepConfig.model_validate(sweep.config))
+        return cached
+
+    def _start(self, claim: Claim, now: float) -> bool:
         run = claim.run
-        sweep = self.store.get_sweep(run.sweep_id)
-        assert sweep is not None
-        config = SweepConfig.model_validate(sweep.config)
+        sweep, config = self._sweep(run.sweep_id)
         run_dir = self.runs_dir / sweep.id / run.id
         try:
             job = ResolvedJob(program=Path(config.program) if config.program else None)
@@ -133,9 +235,9 @@ class Agent:
         except JobError as exc:
             if self.store.mark_run_started(run.id, self.id, item_id=claim.item.id, now=now):
                 self.store.mark_run_finished(run.id, "failed", stop_reason=str(exc), item_id=claim.item.id, now=now)
-            return
+            return False
         if self.store.mark_run_started(run.id, self.id, item_id=claim.item.id, now=now) is None:
-            return  # the claim went away (sweep ended, lease reaped) between claim and start
+            return False  # the claim went away (sweep ended, lease reaped) between claim and start
         argv, preexec = die_with_parent(argv)
         spec = RunSpec(
             run_id=run.id,
@@ -146,10 +248,10 @@ class Agent:
             sweep_id=sweep.id,
             cwd=self.cwd,
         )
-        self.active[claim.item.id] = _Active(claim, RunProcess.start(spec, preexec_fn=preexec))
+        self.active[claim.item.id] = _Active(claim, self.start_run(spec, preexec_fn=preexec))
         self.started += 1
-        if self._slots_freed_at:
-            self.dispatch_latencies.append(time.perf_counter() - self._slots_freed_at.pop(0))
+        self._emit("started", run.id, now)
+        return True
 
     def shutdown(self, reason: str = "agent shut down") -> None:
         """Stop every run politely, record them as killed, and leave the queue."""

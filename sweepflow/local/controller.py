@@ -5,6 +5,10 @@ controllers are how W&B users get duplicate runs). Every decision is re-derived 
 :meth:`Controller.tick`, so a controller that crashed is replaced by a new one that simply continues: nothing
 lives only in memory. The store itself refuses a run over ``run_cap`` or a config the sweep already ran, so
 even a bug here cannot break those two promises.
+
+A tick costs what it decides, not what it guards: the lease is renewed and expired claims are reaped every
+``lease_ttl * renew_fraction`` (not every tick), and a grid or random sweep keeps ``lookahead`` runs queued
+beyond its workers, so a freed slot is refilled by an agent's claim alone, without waiting for a suggestion.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import numpy as np
 from sweepflow.config import SweepConfig
 from sweepflow.local.search import HyperbandStopper, Trial, searcher_for
 from sweepflow.ranking import lookup, metric_value, reaches
+from sweepflow.settings import DEFAULTS
 from sweepflow.store import (
     DuplicateConfigError,
+    LeaseLostError,
     RunCapReachedError,
     RunState,
     Store,
@@ -37,6 +43,8 @@ from sweepflow.warm_start import PriorRun
 _ENGINE_STATE = {state: state.value for state in RunState}
 _FAILED = (RunState.FAILED, RunState.CRASHED)
 MAX_DUPLICATE_DRAWS = 50  # a random search over a small discrete space runs out of new configs
+# Methods whose next config does not depend on results: queueing one ahead changes nothing but the wait.
+LOOKAHEAD_METHODS = frozenset({"grid", "random"})
 
 
 class ControllerLeaseTaken(Exception):
@@ -47,11 +55,19 @@ class ControllerLeaseTaken(Exception):
 class ControllerSettings:
     """Knobs of a controller; the defaults are W&B's behaviour where W&B has one."""
 
-    lease_ttl: float = 30.0
-    max_consecutive_failures: int = 5  # stop a sweep whose runs keep failing, with that reason
+    lease_ttl: float = DEFAULTS.lease_ttl
+    max_consecutive_failures: int = DEFAULTS.max_consecutive_failures  # stop a sweep whose runs keep failing
     queue: str = "default"
     priority: int | str | None = None
     hyperband_every: float = 0.5  # seconds between Hyperband evaluations (each reads all histories)
+    renew_fraction: float = DEFAULTS.lease_renew_fraction  # renew the lease and reap every lease_ttl * this
+    lookahead: int = (
+        DEFAULTS.lookahead
+    )  # runs queued beyond num_workers for methods in LOOKAHEAD_METHODS (within run_cap)
+
+    @property
+    def renew_every(self) -> float:
+        return self.lease_ttl * self.renew_fraction
 
 
 class Controller:
@@ -77,6 +93,8 @@ class Controller:
         self.stopper = HyperbandStopper(self.config)
         self._last_hyperband = -math.inf
         self._exhausted = False
+        self._renew_at = self._reap_at = -math.inf  # the first tick does both
+        self.stop_requests = 0  # Hyperband stops requested so far: a loop tells its agent to look at once
 
     def _sweep(self) -> Sweep:
         sweep = self.store.get_sweep(self.sweep_id)
@@ -87,12 +105,14 @@ class Controller:
     def tick(self, now: float | None = None) -> bool:
         """One round of decisions. Returns False once the sweep has ended (or was never ours to drive)."""
         now = time.time() if now is None else now
-        self.store.reap_expired(now=now)
-        if not self.store.acquire_controller_lease(self.sweep_id, self.owner, self.settings.lease_ttl, now=now):
-            raise ControllerLeaseTaken(f"sweep {self.sweep_id} is driven by another controller")
+        if now >= self._reap_at:
+            self.store.reap_expired(now=now)
+            self._reap_at = now + self.settings.renew_every
+        if now >= self._renew_at:
+            self._renew(now)
         sweep = self._sweep()
         if sweep.state.is_terminal:
-            self.store.release_controller_lease(self.sweep_id, self.owner)
+            self.release()
             return False
         if sweep.state is SweepState.PAUSED:
             return True
@@ -102,20 +122,42 @@ class Controller:
         reason = self._end_reason(sweep, runs)
         if reason is None:
             self._apply_hyperband(sweep, runs, now)
-            self._fill_slots(sweep, runs, now)
-            runs = self.store.runs(self.sweep_id)
-            reason = self._end_reason(sweep, runs)
+            if not self._fill_slots(sweep, runs, now):
+                # Nothing was added, so only `_exhausted` can have changed the verdict: no need to re-read the runs.
+                # (A run added is in flight, and the sweep goes on.)
+                reason = self._end_reason(sweep, runs)
         if reason is not None:
             state, why = reason
             why += self._metric_note(runs)
             self.store.set_sweep_state(self.sweep_id, state, why, expect=[SweepState.RUNNING], now=now)
-            self.store.release_controller_lease(self.sweep_id, self.owner)
+            self.release()
             return False
         return True
 
     def release(self) -> None:
         """Give up the lease (a clean exit); the next controller may take over at once."""
         self.store.release_controller_lease(self.sweep_id, self.owner)
+        self._renew_at = -math.inf  # a later tick (the sweep was resumed meanwhile) takes the lease first
+
+    @property
+    def watches_metrics(self) -> bool:
+        """Whether new metrics can change a decision (Hyperband, ``metric.target``): then a loop ticks the
+        controller after each metrics report, not only when a run ends."""
+        metric = self.config.metric
+        return self.stopper.enabled or (metric is not None and metric.target is not None)
+
+    @property
+    def next_due(self) -> float:
+        """When this controller next needs a tick for its own sake (lease renewal, reaping)."""
+        return min(self._renew_at, self._reap_at)
+
+    def _renew(self, now: float) -> None:
+        # Renewed at a fraction of the TTL, the lease always has most of it left: a tick after a stall longer
+        # than that renews (and learns it lost the sweep) before deciding anything.
+        if not self.store.acquire_controller_lease(self.sweep_id, self.owner, self.settings.lease_ttl, now=now):
+            self._renew_at = -math.inf
+            raise ControllerLeaseTaken(f"sweep {self.sweep_id} is driven by another controller")
+        self._renew_at = now + self.settings.renew_every
 
     # -- decisions ------------------------------------------------------------------------------------------
 
@@ -138,22 +180,34 @@ class Controller:
         for run_id, why in self.stopper.to_stop(trials).items():
             if any(r.id == run_id for r in running):
                 self.store.request_stop(run_id, why, now=now)
+                self.stop_requests += 1
 
-    def _fill_slots(self, sweep: Sweep, runs: list[Any], now: float) -> None:
+    def _lookahead(self, runs: list[Any]) -> int:
+        """Runs to keep queued beyond the workers: none for bayes (its next config waits for results), and none
+        while the last ended run failed (a failing sweep must not queue a run it will only cancel)."""
+        if self.config.method not in LOOKAHEAD_METHODS:
+            return 0
+        ended = [r for r in runs if r.state.is_terminal]
+        if ended and max(ended, key=lambda r: (r.ended_at or 0, r.number)).state in _FAILED:
+            return 0
+        return self.settings.lookahead
+
+    def _fill_slots(self, sweep: Sweep, runs: list[Any], now: float) -> int:
+        """Queue runs for the free slots (and the look-ahead); returns how many were added."""
         in_flight = sum(r.state in (RunState.PENDING, RunState.RUNNING) for r in runs)
-        free = self.config.num_workers - in_flight
+        free = self.config.num_workers + self._lookahead(runs) - in_flight
         if free <= 0 or self._exhausted:
-            return
+            return 0
         histories = self.store.histories(self.sweep_id) if self.config.method == "bayes" else None
         trials = self._trials(sweep, runs, histories)
-        duplicates = 0
+        duplicates = added = 0
         while free > 0:
             if sweep.run_cap is not None and len(trials) - len(sweep.prior_runs or []) >= sweep.run_cap:
-                return
+                return added
             suggestion = self.searcher.suggest(trials)
             if suggestion is None:
                 self._exhausted = True
-                return
+                return added
             try:
                 run = self.store.add_run(
                     self.sweep_id,
@@ -168,12 +222,17 @@ class Controller:
                 duplicates += 1
                 if duplicates >= MAX_DUPLICATE_DRAWS:
                     self._exhausted = True  # every draw repeats a config: the space is used up
-                    return
+                    return added
                 continue
             except (RunCapReachedError, SweepInactiveError):
-                return
+                return added
+            except LeaseLostError:
+                self._renew_at = -math.inf
+                raise ControllerLeaseTaken(f"sweep {self.sweep_id} is driven by another controller") from None
             trials.append(Trial(run.id, run.config, "pending"))
             free -= 1
+            added += 1
+        return added
 
     def _metric_note(self, runs: list[Any]) -> str:
         """Say so when no run produced a usable value of the sweep's metric (never logged, or NaN)."""

@@ -1,38 +1,162 @@
 """The loop that drives one sweep on this machine: its controller, plus an embedded agent pool when no live agent
 serves the sweep's queue. A detached ``sweepflow controller ID`` process and ``launch-sweep --wait`` both run it.
+
+The loop is event-driven, so it costs next to nothing while runs train. It sleeps until the first of:
+
+* a run's process exits (the agent waits on the runs' pidfds): the slot is refilled at once;
+* another process commits to the store (``PRAGMA data_version``, checked every ``poll_interval``, microseconds
+  each): a stop, pause or cancel from the CLI, or an external agent finishing a run;
+* a timer: the agent's next metrics report (``report_interval``) or heartbeat, the controller's lease renewal and
+  reaping (``lease_ttl * lease_renew_fraction``).
+
+One round (:meth:`Driver.step`) then does only what is due: the agent records exits and claims queued runs first
+(a grid or random sweep keeps one run queued ahead, so a freed slot does not wait for a suggestion), and the
+controller ticks only when something it decides on may have changed.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from sweepflow.local.agent import Agent
+from sweepflow.local.agent import Agent, OnEvent, StartRun
 from sweepflow.local.controller import Controller, ControllerLeaseTaken, ControllerSettings
 from sweepflow.local.processes import owner_is_dead, process_gone
-from sweepflow.store import Sweep
-
-if TYPE_CHECKING:
-    from sweepflow.backends.local import LocalBackend
+from sweepflow.settings import Settings
+from sweepflow.store import NotFoundError, Store, Sweep
 
 DEFAULT_QUEUE = "default"
 
 
+class Backend(Protocol):
+    """What the loop needs of the local backend (its façade passes itself)."""
+
+    settings: Settings
+    store: Store
+
+
+class Driver:
+    """One sweep's controller and (optionally) an embedded agent, advanced one round at a time.
+
+    ``step(now)`` is the round (tests call it with ``now`` and stand-in run processes); ``wait()`` sleeps until the
+    next event; :func:`drive` alternates the two.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        controller: Controller,
+        make_agent: Callable[[], Agent],
+        *,
+        embedded_agents: bool | None = None,
+        queue_served: Callable[[], bool] = lambda: False,
+        poll_interval: float = 0.02,
+    ):
+        self.store = store
+        self.controller = controller
+        self.make_agent = make_agent
+        self.embedded_agents = embedded_agents
+        self.queue_served = queue_served
+        self.poll_interval = poll_interval
+        self.agent: Agent | None = None
+        if embedded_agents or (embedded_agents is None and not queue_served()):
+            self.agent = make_agent()
+        self.active = True  # the controller still drives the sweep
+        self.controller_ticks = 0
+        self._version: int | None = None  # the store's data_version at the end of our last round
+        self._stops_seen = 0
+        self._served_checked_at = -math.inf
+
+    def step(self, now: float) -> bool:
+        """One round; False once the sweep has ended and no run of ours is in flight.
+
+        Raises :class:`ControllerLeaseTaken` if another live controller holds the sweep.
+        """
+        agent, controller = self.agent, self.controller
+        changed = self._version is None or self.store.data_version() != self._version
+        # The agent first: a run that exited frees its slot, and a run queued ahead takes it, before anything else.
+        done = agent.tick(now, sync=changed) if agent else None
+        wants = (
+            changed
+            or now >= controller.next_due
+            or (done is not None and (done.finished or done.lost or (done.rows and controller.watches_metrics)))
+        )
+        while wants:
+            self.active = controller.tick(now)
+            self.controller_ticks += 1
+            stops = controller.stop_requests != self._stops_seen
+            self._stops_seen = controller.stop_requests
+            wants = False
+            if agent and (stops or len(agent.active) < agent.max_jobs):
+                again = agent.tick(now, sync=stops)  # claim what the controller just queued; act on its stops now
+                wants = bool(again.finished or again.lost)  # a run ended meanwhile: the controller decides again
+            if agent is None and self.embedded_agents is None and self.active:
+                self._serve_if_unserved(now)
+        self._version = self.store.data_version()  # our own writes of this round are not news
+        return self.active or bool(agent and agent.busy)
+
+    def _serve_if_unserved(self, now: float) -> None:
+        if now - self._served_checked_at < self.controller.settings.renew_every:
+            return
+        self._served_checked_at = now
+        if not self.queue_served():
+            self.agent = self.make_agent()  # the agents that served the queue are gone: serve it ourselves
+
+    @property
+    def next_due(self) -> float:
+        """When the next round is due on a timer (events come sooner)."""
+        return min(self.controller.next_due, self.agent.next_due if self.agent else math.inf)
+
+    def wait(self, deadline: float | None = None) -> str:
+        """Sleep until ``deadline`` (default :attr:`next_due`), a run's exit, or another process's commit;
+        returns which: ``"timer"``, ``"exit"`` or ``"store"``."""
+        deadline = self.next_due if deadline is None else deadline
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                return "timer"
+            if self.agent is not None:
+                if self.agent.wait(min(left, self.poll_interval)):
+                    return "exit"
+            else:
+                time.sleep(min(left, self.poll_interval))
+            if self.store.data_version() != self._version:
+                return "store"
+
+    def close(self) -> None:
+        """Stop our runs (recorded as stopped), leave the queue, give up the lease."""
+        if self.agent:
+            self.agent.shutdown()
+        self.controller.release()
+
+
+def _sweep(store: Store, sweep_id: str) -> Sweep:
+    sweep = store.get_sweep(sweep_id)
+    if sweep is None:
+        raise NotFoundError(f"no sweep with id {sweep_id!r}.")
+    return sweep
+
+
 def drive(
-    backend: LocalBackend,
+    backend: Backend,
     sweep_id: str,
     *,
     embedded_agents: bool | None = None,
     on_tick: Callable[[], None] | None = None,
+    on_event: OnEvent | None = None,
+    start_run: StartRun | None = None,
 ) -> Sweep:
     """Run the controller (and, if no live agent serves the queue, an agent pool) until the sweep ends.
 
-    Raises :class:`ControllerLeaseTaken` if another live controller drives the sweep.
+    ``on_tick()`` is called after every round; ``on_event(kind, run_id, now)`` and ``start_run`` go to the
+    embedded agent (see :class:`Agent`). Raises :class:`ControllerLeaseTaken` if another live controller drives
+    the sweep.
     """
     s = backend.settings
     store = backend.store
-    sweep = backend._sweep(sweep_id)
+    sweep = _sweep(store, sweep_id)
     queue = sweep.config.get("queue") or DEFAULT_QUEUE
     launch = sweep.config.get("launch") if isinstance(sweep.config.get("launch"), dict) else {}
     controller = Controller(
@@ -43,6 +167,8 @@ def drive(
             max_consecutive_failures=s.max_consecutive_failures,
             queue=queue,
             priority=launch.get("priority"),  # Launch's own key: a run's place in its queue
+            renew_fraction=s.lease_renew_fraction,
+            lookahead=s.lookahead,
         ),
     )
 
@@ -55,40 +181,40 @@ def drive(
             lease_ttl=s.lease_ttl,
             stop_grace=s.stop_grace,
             term_grace=s.term_grace,
+            renew_fraction=s.lease_renew_fraction,
+            report_interval=s.report_interval,
+            start_run=start_run,
+            on_event=on_event,
         )
 
     def queue_served() -> bool:
         live = store.live_agents(queue, max_age=s.lease_ttl)
         return any(not process_gone(a.host, a.pid) for a in live)
 
-    agent = make_agent() if embedded_agents or (embedded_agents is None and not queue_served()) else None
+    driver = Driver(
+        store,
+        controller,
+        make_agent,
+        embedded_agents=embedded_agents,
+        queue_served=queue_served,
+        poll_interval=s.poll_interval,
+    )
     try:
         while True:
-            if agent:
-                agent.tick(claim=False)  # record ended runs first, so their slots are free this round
             try:
-                active = controller.tick()
+                going = driver.step(time.time())
             except ControllerLeaseTaken:
                 # A crashed controller's lease outlives it by up to lease_ttl: wait that out, but never
                 # compete with a live one.
-                if not owner_is_dead(backend._sweep(sweep_id).lease_owner):
+                if not owner_is_dead(_sweep(store, sweep_id).lease_owner):
                     raise
                 time.sleep(s.poll_interval * 10)
                 continue
-            if agent is None and embedded_agents is None and active and not queue_served():
-                agent = make_agent()  # the agents that served the queue are gone: serve it ourselves
-            if agent:
-                agent.tick()
             if on_tick:
                 on_tick()
-            if not active and not (agent and agent.busy):
+            if not going:
                 break
-            if agent:
-                agent.wait(s.poll_interval)  # wakes as soon as a run exits
-            else:
-                time.sleep(s.poll_interval)
+            driver.wait()
     finally:
-        if agent:
-            agent.shutdown()
-        controller.release()
-    return backend._sweep(sweep_id)
+        driver.close()
+    return _sweep(store, sweep_id)

@@ -87,9 +87,8 @@ def test_kill_9_of_an_agent_mid_run(backend: LocalBackend, settings, reaper: lis
     handle = backend.launch(config, key="agent-crash")
     victim = _until(lambda: [r for r in store.runs(handle.id) if r.state.value == "running"], 60, "a running run")[0]
     os.kill(first.pid, signal.SIGKILL)
-    killed_at = time.time()
-    _until(lambda: store.get_run(victim.id).state.value == "crashed", settings.lease_ttl + 10, "crashed state")
-    assert time.time() - killed_at <= settings.lease_ttl + 5  # detected by lease expiry, not by luck
+    # Detected by lease expiry (how soon is a scheduling rule, tested with `now` in tests/local_tests/test_ticks.py).
+    _until(lambda: store.get_run(victim.id).state.value == "crashed", settings.lease_ttl * 2 + 30, "crashed state")
     assert "lease expired" in store.get_run(victim.id).stop_reason
 
     second = subprocess.Popen(agent_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

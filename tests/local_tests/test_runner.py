@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import select
+import signal
 import sys
 import time
 from pathlib import Path
@@ -28,7 +30,7 @@ def _wait(run: RunProcess, timeout: float = 60) -> list[dict]:
     deadline = time.time() + timeout
     while run.returncode() is None and time.time() < deadline:
         rows += run.poll_rows()
-        time.sleep(0.2)
+        select.select([run.exit_fd] if run.exit_fd is not None else [], [], [], 0.2)  # wakes when it exits
     return rows + run.poll_rows()
 
 
@@ -68,9 +70,15 @@ def test_a_script_that_ignores_sigint_and_sigterm_is_killed(tmp_path: Path) -> N
     deadline = time.time() + 20
     while "ready" not in (log.read_text() if log.exists() else "") and time.time() < deadline:
         time.sleep(0.05)
-    started = time.time()
-    assert run.stop(grace=0.5, term_grace=0.5) == -9
-    assert time.time() - started < 5
+    # The escalation follows the clock it is given: SIGINT now, SIGTERM after grace, SIGKILL after term_grace.
+    run.begin_stop(grace=1.0, term_grace=1.0, now=0.0)
+    run.advance_stop(now=0.9)
+    assert run.returncode() is None and run.stopping
+    run.advance_stop(now=1.0)  # SIGTERM, ignored
+    assert run.returncode() is None
+    run.advance_stop(now=2.0)  # SIGKILL
+    assert run.proc.wait(timeout=30) == -signal.SIGKILL
+    run.close()
 
 
 def test_config_values_never_pass_through_a_shell(tmp_path: Path) -> None:

@@ -1,0 +1,38 @@
+"""The benchmarks, run small, so a change that breaks them fails here rather than at the next measurement.
+(They measure; nothing here asserts a timing.)"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _bench(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}_under_test", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dispatch_bench_runs_a_small_sweep_and_measures_it(tmp_path: Path) -> None:
+    result = _bench("bench_dispatch").main(["--smoke", "--out", str(tmp_path / "dispatch.json")])
+    [sweep] = result["sweeps"]
+    assert (sweep["final_state"], sweep["runs"]) == ("finished", 3)
+    assert sweep["sweepflow_path"] == str(BENCH.parent / "sweepflow")  # it measured this checkout
+    assert sweep["exits_seen"] == 3 and sweep["dispatch_exit_to_spawn_ms"]["n"] >= 1
+    assert sweep["dispatch_freed_to_started_ms"]["n"] >= 1  # through the agent's event hook
+    assert sweep["loop_thread_cpu_s"] > 0 and sweep["rounds"] > 0
+    assert (tmp_path / "dispatch.json").is_file()
+
+
+def test_engine_and_spawn_benches_run(tmp_path: Path) -> None:
+    engine = _bench("bench_engine").main(["--smoke", "--out", str(tmp_path / "engine.json")])
+    assert set(engine["suggest"]) == {"random", "bayes"}
+    spawn = _bench("bench_spawn").main(["--smoke", "--out", str(tmp_path / "spawn.json")])
+    assert spawn["popen_without_preexec_fn_ms"] > 0
