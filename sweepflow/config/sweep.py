@@ -232,6 +232,15 @@ class SweepConfig(ConfigModel):
             problems.append(
                 (["parameters"], "has nothing to search: bayes needs at least one non-constant parameter.", None)
             )
+        if self.early_terminate is not None and self.metric is None:
+            problems.append(
+                (
+                    ["early_terminate"],
+                    "needs a `metric`: Hyperband compares runs on it (W&B's engine raises 'early terminate requires "
+                    '"metric" section\').',
+                    "add `metric: {name: ..., goal: minimize}`, or remove `early_terminate`.",
+                )
+            )
         if self.method == "bayes" and self.metric is None:
             problems.append(
                 (["metric"], "is required by `method: bayes`.", "add `metric: {name: ..., goal: minimize}`.")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from sweepflow.local.agent import Agent
 from sweepflow.local.controller import Controller, ControllerLeaseTaken, ControllerSettings
 from sweepflow.local.processes import owner_is_dead, process_gone
+from sweepflow.states import SweepState
 from sweepflow.store import Sweep
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ def drive(
         sweep_id,
         settings=ControllerSettings(
             lease_ttl=s.lease_ttl,
-            max_consecutive_failures=s.max_consecutive_failures,
             queue=queue,
             priority=launch.get("priority"),  # Launch's own key: a run's place in its queue
         ),
@@ -55,6 +55,7 @@ def drive(
             lease_ttl=s.lease_ttl,
             stop_grace=s.stop_grace,
             term_grace=s.term_grace,
+            max_consecutive_failed_runs=s.max_consecutive_failures,
         )
 
     def queue_served() -> bool:
@@ -79,6 +80,9 @@ def drive(
                 agent = make_agent()  # the agents that served the queue are gone: serve it ourselves
             if agent:
                 agent.tick()
+                if agent.quit_reason:  # W&B's agent quits; the sweep waits for `sweep --resume`
+                    store.set_sweep_state(sweep_id, SweepState.PAUSED, f"agent quit: {agent.quit_reason}")
+                    break
             if on_tick:
                 on_tick()
             if not active and not (agent and agent.busy):

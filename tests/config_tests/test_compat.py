@@ -28,10 +28,18 @@ def _verdict(checked) -> str:
     return "accept-with-warning" if checked.warnings else "accept"
 
 
+#: Verdicts changed since the corpus's EXPECTED.tsv was written, each with its reason.
+CHANGED = {
+    # issue 9, item 11: W&B's agent drops the element `${env_vars:...}` (not a macro); validate now says so.
+    "037": "accept-with-warning",
+}
+
+
 @pytest.mark.parametrize("row", _rows(), ids=lambda r: r["file"][:3])
 def test_real_world_config_gets_expected_verdict(row: dict[str, str]) -> None:
     checked = check_file(SWEEP_CONFIGS / row["file"])
-    assert _verdict(checked) == row["sweepflow"], [str(i) for i in checked.errors + checked.warnings]
+    expected = CHANGED.get(row["file"][:3], row["sweepflow"])
+    assert _verdict(checked) == expected, [str(i) for i in checked.errors + checked.warnings]
     for issue in checked.errors:
         # Our own models must find every problem, naming the field: W&B's validator is only a backstop.
         assert not issue.message.startswith("W&B"), issue

@@ -123,7 +123,8 @@ def test_launch_keys_are_kept_apart_from_the_search_config() -> None:
     model = checked.model
     assert (model.num_workers, model.launch_queue, model.run_cap) == (4, "gpu", 10)
     assert set(model.engine_config()) == {"method", "parameters", "run_cap"}
-    assert [w.path for w in checked.warnings] == ["scheduler.num_worker"]  # a typo W&B would silently ignore
+    # a typo W&B would silently ignore, and a cap the one-config space can never reach
+    assert [w.path for w in checked.warnings] == ["run_cap", "scheduler.num_worker"]
 
 
 def test_method_filled_like_launch_sweep() -> None:
