@@ -351,14 +351,17 @@ def runs_cmd(
     output: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     store: StoreOption = None,
 ) -> None:
-    """Every run of a sweep: config, state and summary metrics."""
+    """Every run of a sweep: the config it recorded (sweep parameters marked *), state and summary metrics."""
     runs = _backend(store).runs(sweep_id)
     if output == "json":
         out.print_json(json.dumps([r.model_dump(mode="json") for r in runs]))
         return
     from sweepflow.campaign.analysis import runs_frame
 
-    frame = runs_frame(runs)
+    swept = {f"config.{name}" for r in runs for name in r.config}
+    # What the run recorded (its whole wandb.config), as W&B's API reports it; the sweep's choice until it has.
+    frame = runs_frame(r.model_copy(update={"config": r.wandb_config or r.config}) for r in runs)
+    frame = frame.rename(columns={c: f"{c}*" for c in frame.columns if c in swept})
     if output == "csv":
         print(frame.to_csv(index=False), end="")
         return
