@@ -5,6 +5,7 @@ User mistakes (a bad config, a missing file) end with a readable message and exi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -181,9 +182,19 @@ def launch_sweep(
     store: StoreOption = None,
 ) -> None:
     """Create a sweep (or resume one) on the embedded backend and start driving it."""
-    from sweepflow.config import load_sweep_config
+    from sweepflow.local.processes import interrupt_on_signals
 
     backend = _backend(store)
+    try:
+        with interrupt_on_signals() if wait else contextlib.nullcontext():
+            _launch_sweep(backend, config, queue, project, resume_id, wait, output)
+    except KeyboardInterrupt:  # the runs were stopped and recorded; the sweep stays resumable
+        raise typer.Exit(130) from None
+
+
+def _launch_sweep(backend, config, queue, project, resume_id, wait, output) -> None:
+    from sweepflow.config import load_sweep_config
+
     if resume_id:  # as `wandb launch-sweep --resume_id`: a running sweep is refused, any other resumes
         if config is not None:
             out.print("[yellow]warning[/] resuming the stored sweep; the config given is ignored (as W&B does).")
@@ -245,11 +256,15 @@ def controller(sweep_id: str, store: StoreOption = None) -> None:
     """Drive one sweep until it ends (started detached by launch-sweep and the flows)."""
     from sweepflow.local.controller import ControllerLeaseTaken
     from sweepflow.local.drive import drive
+    from sweepflow.local.processes import interrupt_on_signals
 
     try:
-        drive(_backend(store), sweep_id)
+        with interrupt_on_signals():
+            drive(_backend(store), sweep_id)
     except ControllerLeaseTaken as exc:
         raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 @app.command("launch-agent")
@@ -263,21 +278,31 @@ def launch_agent(
     if not queue.strip():
         raise _fail("--queue: give the name of a queue (`sweepflow queue` lists them).")
     from sweepflow.local.agent import Agent
+    from sweepflow.local.processes import interrupt_on_signals
 
     backend = _backend(store)
     s = backend.settings
     agent = Agent(
-        backend.store, queue, runs_dir=s.runs_dir, max_jobs=max_jobs, lease_ttl=s.lease_ttl, stop_grace=s.stop_grace
+        backend.store,
+        queue,
+        runs_dir=s.runs_dir,
+        max_jobs=max_jobs,
+        lease_ttl=s.lease_ttl,
+        stop_grace=s.stop_grace,
+        term_grace=s.term_grace,
+        max_consecutive_failed_runs=s.max_consecutive_failures,
     )
     out.print(f"agent {agent.id} serving queue {queue!r} with {max_jobs} slot(s)")
-    try:
-        while True:
-            agent.tick()
-            time.sleep(s.poll_interval * 5)
-    except KeyboardInterrupt:
-        out.print("stopping: letting running runs finish their epoch...")
-    finally:
-        agent.shutdown()
+    with interrupt_on_signals() as signals:
+        try:
+            while agent.quit_reason is None:
+                agent.tick()
+                agent.wait(s.poll_interval * 5)
+            out.print(f"agent quits: {agent.quit_reason}")
+        except KeyboardInterrupt as exc:
+            out.print(f"{exc or 'interrupted'}: stopping the running runs (SIGTERM, then SIGKILL)...")
+        finally:
+            agent.shutdown(hurry=lambda: len(signals) > 1)
 
 
 @app.command("sweep")
@@ -340,14 +365,17 @@ def runs_cmd(
     output: Annotated[RunsFormat, typer.Option("--format", help="table, csv or json.")] = RunsFormat.TABLE,
     store: StoreOption = None,
 ) -> None:
-    """Every run of a sweep: config, state and summary metrics."""
+    """Every run of a sweep: the config it recorded (sweep parameters marked *), state and summary metrics."""
     runs = _backend(store).runs(sweep_id)
     if output == "json":
         out.print_json(json.dumps([r.model_dump(mode="json") for r in runs]))
         return
     from sweepflow.campaign.analysis import runs_frame
 
-    frame = runs_frame(runs)
+    swept = {f"config.{name}" for r in runs for name in r.config}
+    # What the run recorded (its whole wandb.config), as W&B's API reports it; the sweep's choice until it has.
+    frame = runs_frame(r.model_copy(update={"config": r.wandb_config or r.config}) for r in runs)
+    frame = frame.rename(columns={c: f"{c}*" for c in frame.columns if c in swept})
     if output == "csv":
         print(frame.to_csv(index=False), end="")
         return

@@ -61,9 +61,18 @@ class Settings(BaseSettings):
             "look ahead: their next suggestion depends on the latest results."
         ),
     )
-    stop_grace: float = Field(10.0, ge=0, description="Seconds a run has to exit after SIGINT before SIGTERM.")
-    term_grace: float = Field(5.0, ge=0, description="Seconds after SIGTERM before SIGKILL.")
-    max_consecutive_failures: int = Field(5, ge=0, description="Fail a sweep after this many failed runs in a row.")
+    stop_grace: float = Field(
+        30.0, ge=0, description="Seconds a stopped run has to exit before SIGKILL (W&B's agent: 30)."
+    )
+    term_grace: float = Field(
+        5.0, ge=0, description="Seconds after SIGTERM before SIGKILL, for a run first sent SIGINT to keep its history."
+    )
+    max_consecutive_failures: int = Field(
+        0,
+        ge=0,
+        description="An agent quits after this many failed runs in a row, as wandb.agent(max_consecutive_failed_runs=)"
+        " (0: off, W&B's default; W&B's own quitting rules always apply).",
+    )
 
     def __init__(self, **values: Any) -> None:
         try:

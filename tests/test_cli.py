@@ -96,6 +96,10 @@ def test_launch_sweep_wait_then_status_runs_and_queue(tmp_path: Path) -> None:
     assert all({"id", "state", "config", "summary"} <= set(r) and "loss" in r["summary"] for r in runs)
     csv = run("runs", result["sweep_id"], "--format", "csv").stdout.splitlines()
     assert csv[0].startswith("run_id,") and len(csv) == 3
+    # issue 9, item 2: the config each run recorded, the script's own keys too, with the sweep's parameters marked
+    assert all(r["wandb_config"]["quality"] == r["config"]["quality"] and "nan" in r["wandb_config"] for r in runs)
+    header = csv[0].split(",")
+    assert "config.quality*" in header and "config.nan" in header
     assert "finished 2" in run("status", result["sweep_id"]).stdout
     missing = run("status", "nosuchid")
     assert missing.returncode == 1 and "no sweep 'nosuchid'" in missing.stderr and "Traceback" not in missing.stderr

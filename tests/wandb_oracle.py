@@ -65,6 +65,13 @@ def wandb_accepts(cfg: dict[str, Any]) -> bool:
             validate_categorical_prob(name, spec)
         except (ValueError, TypeError):
             return False
+    if c.get("early_terminate") is not None:
+        try:  # W&B's engine checks Hyperband's needs (a metric) only when it first runs it
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                sweeps.stop_runs(c, [])
+        except Exception:
+            return False
     if c.get("method") in ("grid", "random", "bayes"):
         state, np_state = random.getstate(), np.random.get_state()
         try:

@@ -52,6 +52,11 @@ class RunRecord(BaseModel):
     sweep_id: str
     state: RunState
     config: dict[str, Any] = Field(description="Parameter -> value (nested parameters stay nested).")
+    wandb_config: dict[str, Any] | None = Field(
+        None,
+        description="The config the run recorded (its whole `wandb.config`: the script's own keys and the sweep's "
+        "parameters), as W&B's API reports `run.config`; None before the run wrote one.",
+    )
     summary: dict[str, Any] = Field(default_factory=dict, description="Metric -> last/summary value.")
     exit_code: int | None = None
     stop_reason: str | None = Field(None, description="Why the run was stopped (e.g. Hyperband) or failed.")

@@ -37,6 +37,7 @@ from sweepflow.local.drive import DEFAULT_QUEUE
 from sweepflow.local.processes import owner_is_dead
 from sweepflow.local.registry import resolve_program
 from sweepflow.local.search import SEARCHERS
+from sweepflow.local.txlog import RunLog, TransactionLogError, find_run_file
 from sweepflow.private import private_dir
 from sweepflow.ranking import best
 from sweepflow.settings import Settings
@@ -98,12 +99,13 @@ def _time(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
-def run_record(run: Run) -> RunRecord:
+def run_record(run: Run, wandb_config: dict | None = None) -> RunRecord:
     return RunRecord(
         id=run.id,
         sweep_id=run.sweep_id,
         state=run.state,
         config=run.config,
+        wandb_config=wandb_config,
         summary=run.summary,
         exit_code=run.exit_code,
         stop_reason=run.stop_reason,
@@ -191,8 +193,18 @@ class LocalBackend(Backend):
 
     @_transient
     def runs(self, sweep_id: str) -> list[RunRecord]:
+        """Every run, with the config it recorded read from its own run log (as W&B's API reports it)."""
         self._sweep(sweep_id)
-        return [run_record(r) for r in self.store.runs(sweep_id)]
+        return [run_record(r, self._recorded_config(r)) for r in self.store.runs(sweep_id)]
+
+    def _recorded_config(self, run: Run) -> dict | None:
+        path = find_run_file(self.settings.runs_dir / run.sweep_id / run.id, run.id)
+        if path is None or run.state.in_flight:
+            return None
+        try:
+            return RunLog.read(path).config or None
+        except (OSError, TransactionLogError):
+            return None
 
     @_transient
     def set_state(self, sweep_id: str, action: SweepAction) -> SweepStatus:

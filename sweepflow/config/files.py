@@ -78,8 +78,47 @@ def check_file(path: str | Path) -> Checked:
     except DocumentError as exc:
         return Checked(str(path), None, errors=exc.issues)
     if "stages" in data:
-        return check_pipeline(data, str(path), path.parent)
-    return check_sweep({**data, "source_dir": str(path.resolve().parent)}, str(path))
+        checked = check_pipeline(data, str(path), path.parent)
+    else:
+        checked = check_sweep({**data, "source_dir": str(path.resolve().parent)}, str(path))
+    if path.suffix.lower() != ".json":
+        checked.warnings += yaml11_strings(path.read_text(encoding="utf-8"), data)
+    return checked
+
+
+def yaml11_strings(text: str, ours: Any) -> list[Issue]:
+    """Numbers we read (YAML 1.2) that W&B reads as strings: wandb loads sweep files with PyYAML (YAML 1.1), where
+    ``1e-4`` (no dot in the mantissa) is the string ``'1e-4'``, so such a file will not run unchanged under
+    ``wandb sweep``."""
+    import yaml
+
+    try:
+        theirs = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return []
+    found: list[Issue] = []
+
+    def walk(a: Any, b: Any, where: tuple[str, ...]) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in a.keys() & b.keys():
+                walk(a[key], b[key], (*where, str(key)))
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                walk(x, y, (*where, str(i)))
+        elif isinstance(a, int | float) and not isinstance(a, bool) and isinstance(b, str):
+            mantissa, e, exponent = b.lower().partition("e")
+            fixed = f"{mantissa}.0e{exponent}" if e and "." not in mantissa else repr(float(a))
+            found.append(
+                Issue(
+                    ".".join(where),
+                    f"`{b}` is the number {a!r} here, but W&B reads sweep files as YAML 1.1 and gets the string "
+                    f"{b!r}: this config will not run unchanged under `wandb sweep`.",
+                    f"write `{fixed}`, which both read as a number.",
+                )
+            )
+
+    walk(ours, theirs, ())
+    return found
 
 
 def load_sweep_config(source: str | Path | dict[str, Any]) -> SweepConfig:

@@ -51,9 +51,48 @@ def _exponent_warning(path: tuple[str, ...], param: Parameter) -> Issue:
     return Issue(render_path(param_loc(path)), message, fix)
 
 
+def distinct_configs(config: SweepConfig) -> int | None:
+    """How many distinct configs the space holds, or None when a parameter is continuous (no bound)."""
+    total = 1
+    for _, param in iter_leaves(config.parameters or {}):
+        name = param.distribution
+        if name == "constant":
+            count = 1
+        elif name in ("categorical", "categorical_w_probabilities"):
+            count = len({repr(v) for v in param.values or []})
+        elif name == "int_uniform" and param.min is not None and param.max is not None:
+            count = int(param.max) - int(param.min) + 1
+        elif name == "q_uniform" and param.min is not None and param.max is not None:
+            count = math.floor((param.max - param.min) / (param.q or 1.0) + 1e-9) + 1
+        else:
+            return None
+        total *= max(count, 1)
+    return total
+
+
+def _command_warnings(config: SweepConfig) -> list[Issue]:
+    from sweepflow.local.command import macro_warnings  # the local backend's rules: imported late, no cycle
+
+    return [
+        Issue("command", *text.split(" Fix: ", 1)) if " Fix: " in text else Issue("command", text)
+        for text in macro_warnings(config.command or [])
+    ]
+
+
 def warnings_for(config: SweepConfig) -> list[Issue]:
     """Every warning for a valid sweep config (an empty list when there is nothing to say)."""
-    found: list[Issue] = []
+    found: list[Issue] = _command_warnings(config)
+    distinct = distinct_configs(config) if config.method in ("random", "bayes") else None
+    if distinct is not None and config.run_cap is not None and config.run_cap > distinct:
+        found.append(
+            Issue(
+                "run_cap",
+                f"is {config.run_cap}, but the space holds only {distinct} distinct configs. sweepflow never runs a "
+                f"config twice, so the sweep ends after {distinct} runs (W&B's {config.method} search would keep "
+                "proposing repeats).",
+                f"lower run_cap to {distinct}, or widen the space.",
+            )
+        )
     for path, param in iter_leaves(config.parameters or {}):
         spec = param.spec
         if spec is not None and spec.exponents:

@@ -236,7 +236,8 @@ class SweepConfig(ConfigModel):
             problems.append(
                 (
                     ["early_terminate"],
-                    "needs a `metric`: Hyperband compares runs by it (W&B's engine fails without one).",
+                    "needs a `metric`: Hyperband compares runs on it (W&B's engine raises 'early terminate requires "
+                    '"metric" section\').',
                     "add `metric: {name: ..., goal: minimize}`, or remove `early_terminate`.",
                 )
             )

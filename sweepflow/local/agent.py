@@ -9,11 +9,19 @@ kernel kills its run processes with it (parent-death signal) so no orphan keeps 
 A tick only touches the store for what is due: a heartbeat every ``lease_ttl * renew_fraction``, a metrics report
 every ``report_interval``, a claim when a slot is free. A loop sleeps in :meth:`Agent.wait` until
 :attr:`Agent.next_due` or until a run's process exits (its pidfd), whichever comes first.
+
+An agent quits as W&B's agent does (``wandb/wandb_agent.py``, ``Agent._run_loop``), counting runs whose *process*
+exited with a code > 0 (a death by signal does not count): "flapping", 3 such failures within its first 60 s
+(off with ``WANDB_AGENT_DISABLE_FLAPPING=true``), or "failing", ``WANDB_AGENT_MAX_INITIAL_FAILURES`` (default 5)
+failures or more and no fewer failures than runs ended before them; plus ``max_consecutive_failed_runs``, the
+``wandb.agent`` argument (off by default). It then stops its running runs and sets :attr:`Agent.quit_reason`;
+the sweep is not failed by it.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import select
 import time
 from collections.abc import Callable
@@ -23,6 +31,7 @@ from typing import Any, Protocol
 
 from sweepflow.config import SweepConfig
 from sweepflow.local.command import JobError, ResolvedJob, build_command
+from sweepflow.local.outcome import end_state
 from sweepflow.local.processes import die_with_parent
 from sweepflow.local.runner import RunProcess, RunSpec
 from sweepflow.settings import DEFAULTS
@@ -95,6 +104,7 @@ class Agent:
         report_interval: float = DEFAULTS.report_interval,
         start_run: StartRun | None = None,
         on_event: OnEvent | None = None,
+        max_consecutive_failed_runs: int = 0,
     ):
         self.store = store
         self.queue = queue
@@ -113,6 +123,11 @@ class Agent:
         self._beat_at = -math.inf  # the first tick beats
         self._report_at = -math.inf
         self._sweeps: dict[str, tuple[Sweep, SweepConfig]] = {}  # sweep id -> (sweep, validated config)
+        # W&B's agent's failure policy (see the module docstring)
+        self.started_at = time.time()
+        self.max_consecutive_failed_runs = max_consecutive_failed_runs
+        self._ended = self._failed = self._consecutive_failed = 0
+        self.quit_reason: str | None = None
 
     def tick(self, now: float | None = None, *, claim: bool = True, sync: bool = False) -> AgentTick:
         """One round: record ended runs, report and heartbeat when due (or at once with ``sync``, e.g. after
@@ -133,7 +148,7 @@ class Agent:
                 done.finished += 1
         if sync or now >= self._beat_at:
             self._beat(now, done)
-        while claim and len(self.active) < self.max_jobs:
+        while claim and self.quit_reason is None and len(self.active) < self.max_jobs:
             got = self.store.claim_next(self.queue, self.id, lease_ttl=self.lease_ttl, now=now)
             if got is None:
                 break
@@ -197,22 +212,55 @@ class Agent:
 
     def _finish(self, item_id: int, active: _Active, code: int, now: float) -> None:
         self._report(item_id, active)
+        log = active.proc.final_log()
         summary = active.proc.summary
         run = active.claim.run
-        state = "killed" if active.stop_reason else "finished" if code == 0 else "failed"
+        state = end_state(
+            exit_record=log.exit_code if log else None,
+            process_code=code,
+            stopped=active.stop_reason is not None,
+            stop_signal=active.proc.stop_signal,
+            preempting=bool(log and log.preempting),
+        )
         queue = self.store.get_queue(self.queue)
         runtime = max(0.0, now - active.proc.started_at)
         cost = (queue.cost_per_hour or 0.0) * runtime / 3600.0 if queue else 0.0
         extra = summary.get("gpu_cost_usd")
         if isinstance(extra, int | float):
             cost += float(extra)  # a run may log what its accelerator cost it
-        reason = active.stop_reason or (None if code == 0 else f"exit code {code}; see {active.proc.spec.run_dir}")
+        recorded = log.exit_code if log else None
+        reason = active.stop_reason
+        if reason is None and state.value != "finished":
+            reason = f"exit code {code}" + (f", recorded {recorded}" if recorded not in (None, code) else "")
+            reason += f"; see {active.proc.spec.run_dir}"
         self.store.mark_run_finished(
             run.id, state, exit_code=code, summary=summary, cost_usd=cost, stop_reason=reason, item_id=item_id, now=now
         )
         del self.active[item_id]
         active.proc.close()
         self._emit("finished", run.id, now)
+        self._count_failure(code, now)
+
+    def _count_failure(self, code: int, now: float) -> None:
+        """W&B's agent's quitting rules, in its order (``Agent._run_loop``, ``is_flapping``, ``is_failing``)."""
+        failed = code > 0
+        self._failed += failed
+        self._consecutive_failed = self._consecutive_failed + 1 if failed else 0
+        ended_before, self._ended = self._ended, self._ended + 1
+        if self.quit_reason is not None:
+            return
+        if self.max_consecutive_failed_runs and self._consecutive_failed >= self.max_consecutive_failed_runs:
+            self.quit_reason = f"{self._consecutive_failed} consecutive failed runs"
+        elif failed and self._failed >= 3 and _flapping_on() and now < self.started_at + 60:
+            self.quit_reason = (
+                f"{self._failed} failed runs in the agent's first 60 s (W&B's agent quits on that; "
+                "WANDB_AGENT_DISABLE_FLAPPING=true turns the rule off)"
+            )
+        elif failed and self._failed >= ended_before and self._failed >= _max_initial():
+            self.quit_reason = (
+                f"{self._failed} of the {self._ended} runs it ran failed (W&B's agent quits at "
+                "WANDB_AGENT_MAX_INITIAL_FAILURES failures, default 5, once they are no fewer than the runs before)"
+            )
 
     def _sweep(self, sweep_id: str) -> tuple[Sweep, SweepConfig]:
         # A sweep's id, project and config never change: read and validate them once per sweep.
@@ -253,10 +301,35 @@ class Agent:
         self._emit("started", run.id, now)
         return True
 
-    def shutdown(self, reason: str = "agent shut down") -> None:
-        """Stop every run politely, record them as killed, and leave the queue."""
-        for item_id, active in list(self.active.items()):
+    def shutdown(self, reason: str = "agent shut down", *, hurry: Callable[[], bool] | None = None) -> None:
+        """Stop every run at once as W&B's agent stops runs, record how each ended, and leave the queue.
+
+        ``hurry`` (e.g. "a second SIGTERM came") skips the remaining grace: the runs are killed.
+        """
+        for active in self.active.values():
             active.stop_reason = active.stop_reason or reason
-            code = active.proc.stop(self.stop_grace, self.term_grace)
-            self._finish(item_id, active, code, time.time())
+            active.proc.begin_stop(self.stop_grace, self.term_grace)
+        while self.active:
+            now = time.time()
+            for item_id, active in list(self.active.items()):
+                if hurry is not None and hurry():
+                    active.proc.advance_stop(now=math.inf)
+                active.proc.advance_stop(now=now)
+                code = active.proc.returncode()
+                if code is not None:
+                    self._finish(item_id, active, code, now)
+            if self.active:
+                self.wait(0.05)
         self.store.deregister_agent(self.id)
+
+
+def _flapping_on() -> bool:
+    return os.environ.get("WANDB_AGENT_DISABLE_FLAPPING") != "true"
+
+
+def _max_initial() -> int:
+    # As wandb.env.get_agent_max_initial_failures: an unparsable value means the default.
+    try:
+        return int(os.environ.get("WANDB_AGENT_MAX_INITIAL_FAILURES", "5"))
+    except ValueError:
+        return 5

@@ -12,10 +12,11 @@ Values are formatted by Python's ``str()`` as W&B does (``True``, ``None``, ``1e
 is not flattened: W&B passes the whole mapping as one value, ``--optim={'lr': 0.1}`` (its ``${args_json}`` form
 is proper JSON). The argv is meant for ``subprocess`` without a shell, so no value is ever shell-interpreted.
 
-Where W&B silently does something no one can mean, we raise :class:`JobError` instead (see ``MACROS``):
-an unset ``${envvar:NAME}`` (W&B substitutes the text ``NAME``), an unknown macro element (W&B drops it), an
-envvar name W&B would not recognize (it is not upper-case ``[A-Z0-9_]``), and ``${args_dict}`` (W&B splices in
-the parameter *names*). ``${project}`` and ``${entity}`` are sweepflow extensions: W&B's agent drops them.
+What W&B does with a macro no one can mean, this module does too, so a command runs here as it runs under
+``wandb agent`` (``sweepflow validate`` warns about each, see :func:`macro_warnings`): an unknown macro element
+(``${foo}``, ``${project}``, ``${entity}``) is dropped, an unset ``${envvar:NAME}`` becomes the text ``NAME``, a
+name W&B's pattern does not match (not upper-case ``[A-Z0-9_]``) stays literal text, and ``${args_dict}``
+splices in the parameter *names*.
 
 A Launch ``job:`` has no program on this machine: :mod:`sweepflow.local.registry` maps job names to local
 programs and returns the :class:`ResolvedJob` this module runs.
@@ -54,16 +55,15 @@ WANDB_MACROS: tuple[str, ...] = (
 )
 """Every whole-element macro W&B's agent (wandb 0.31) expands, besides ``${envvar:NAME}``."""
 
-MACROS: tuple[str, ...] = (*WANDB_MACROS, "project", "entity")
-"""The macros :func:`build_command` expands: W&B's plus ``project`` and ``entity`` (from the sweep config)."""
+MACROS: tuple[str, ...] = WANDB_MACROS
+"""The macros :func:`build_command` expands: W&B's (``${args_dict}`` too, though only its keys survive)."""
 
 ARGS_JSON_FILE = "args.json"
 """Name of the ``${args_json_file}`` file inside the run's work_dir (W&B: ``wandb/sweep-ID/config-RUN.json``)."""
 
-# Any ${envvar:...}; W&B's own pattern is r"\$\{envvar\:([A-Z0-9_]*)\}", so a name outside _WANDB_NAME is one
-# W&B would leave as literal text, which we refuse rather than pass on.
-_ENVVAR = re.compile(r"\$\{envvar:([^}]*)\}")
-_WANDB_NAME = re.compile(r"[A-Z0-9_]+")
+# W&B's own pattern (wandb.sdk.launch.sweeps.utils.SWEEP_COMMAND_ENV_VAR_REGEX), and any ${envvar:...} at all.
+_ENVVAR = re.compile(r"\$\{envvar\:([A-Z0-9_]*)\}")
+_ANY_ENVVAR = re.compile(r"\$\{envvar:([^}]*)\}")
 
 
 class JobError(SweepflowError):
@@ -166,17 +166,14 @@ def build_command(
         "interpreter": lambda: [interpreter],
         "program": program,
         "args_json_file": lambda: [str(json_file)],
-        "project": lambda: [_config_value(config, "project", template)],
-        "entity": lambda: [_config_value(config, "entity", template)],
+        "args_dict": lambda: [str(name) for name in run_params],  # W&B: `list += dict` adds the keys
         **{name: (lambda v=values: list(v)) for name, values in args.items()},
     }
     argv: list[str] = []
     for element in template:
         if element.startswith("${") and element.endswith("}"):
-            name = element[2:-1]
-            if name not in macros:
-                raise JobError(_unknown_macro(name, template))
-            argv += macros[name]()
+            expand = macros.get(element[2:-1])
+            argv += expand() if expand else []  # W&B drops an element that is an unknown macro
         else:
             argv.append(element)
     if "${args_json_file}" in template:  # W&B writes the file only in this case, too
@@ -185,43 +182,45 @@ def build_command(
 
 
 def _expand_envvars(element: str, environ: Mapping[str, str]) -> str:
-    """Substitute every ``${envvar:NAME}`` in one element, as ``create_sweep_command`` does (but strictly)."""
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if not _WANDB_NAME.fullmatch(name):
-            raise JobError(
-                f"command: {match.group(0)} is not a variable W&B's agent can read (it substitutes only "
-                "upper-case names of A-Z, 0-9 and _, and would pass this text on literally). "
-                "Fix: use an upper-case variable name."
-            )
-        if name not in environ:
-            raise JobError(
-                f"command: ${{envvar:{name}}} needs the environment variable {name}, which is not set "
-                f"(W&B's agent would pass the literal text {name!r} instead). Fix: export {name}=... before "
-                "starting the sweep, or remove it from `command`."
-            )
-        return environ[name]
-
-    return _ENVVAR.sub(value, element)
+    """Substitute every ``${envvar:NAME}`` in one element as ``create_sweep_command`` does: unset is ``NAME``."""
+    return _ENVVAR.sub(lambda m: environ.get(m.group(1), m.group(1)), element)
 
 
-def _config_value(config: SweepConfig, field: str, template: list[str]) -> str:
-    value = getattr(config, field)
-    if not value:
-        raise JobError(
-            f"{field}: missing, and the command {show_template(template)} uses ${{{field}}}. "
-            f"Fix: add `{field}:` to the sweep config, or remove ${{{field}}} from `command`."
-        )
-    return str(value)
-
-
-def _unknown_macro(name: str, template: list[str]) -> str:
-    hint = " (use ${args_json} for the parameters as one JSON value)" if name == "args_dict" else ""
-    return (
-        f"command: ${{{name}}} in {show_template(template)} is not a macro{hint}; W&B's agent would silently drop it. "
-        f"Fix: use one of {', '.join('${' + m + '}' for m in MACROS)}, or ${{envvar:NAME}}."
-    )
+def macro_warnings(command: Sequence[Any], environ: Mapping[str, str] | None = None) -> list[str]:
+    """What W&B's agent (and so this module) does with each macro of ``command`` that is likely a mistake."""
+    env = os.environ if environ is None else environ
+    found: list[str] = []
+    for raw in command:
+        element = str(raw)
+        whole = element.startswith("${") and element.endswith("}")
+        for match in _ANY_ENVVAR.finditer(element):
+            name = match.group(1)
+            if not _ENVVAR.fullmatch(match.group(0)):
+                if whole and match.group(0) == element:
+                    continue  # a whole element: dropped as an unknown macro, said below
+                found.append(
+                    f"{match.group(0)} is passed on as literal text: W&B's agent substitutes only upper-case names "
+                    "of A-Z, 0-9 and _. Fix: use an upper-case variable name."
+                )
+            elif name not in env:
+                found.append(
+                    f"${{envvar:{name}}}: {name} is not set here, and W&B's agent then passes the text {name!r}. "
+                    f"Fix: export {name}=... where the agents run, or remove it from `command`."
+                )
+        expanded = _expand_envvars(element, env)
+        if expanded.startswith("${") and expanded.endswith("}"):
+            name = expanded[2:-1]
+            if name == "args_dict":
+                found.append(
+                    "${args_dict} becomes the parameter *names* (W&B's agent splices in the keys of a dict). "
+                    "Fix: use ${args_json} for the parameters as one JSON value."
+                )
+            elif name not in MACROS:
+                found.append(
+                    f"{expanded} is not a macro of W&B's agent, which drops it from the command. Fix: use one of "
+                    f"{', '.join('${' + m + '}' for m in MACROS)}, or ${{envvar:NAME}}."
+                )
+    return found
 
 
 def show_template(template: Sequence[Any]) -> str:

@@ -56,7 +56,6 @@ class ControllerSettings:
     """Knobs of a controller; the defaults are W&B's behaviour where W&B has one."""
 
     lease_ttl: float = DEFAULTS.lease_ttl
-    max_consecutive_failures: int = DEFAULTS.max_consecutive_failures  # stop a sweep whose runs keep failing
     queue: str = "default"
     priority: int | str | None = None
     hyperband_every: float = 0.5  # seconds between Hyperband evaluations (each reads all histories)
@@ -252,20 +251,6 @@ class Controller:
                 value = metric_value(run.summary, metric.name)
                 if value is not None and reaches(value, metric.target, metric.goal):
                     return SweepState.FINISHED, f"run {run.id} reached the target {metric.name}={metric.target}"
-        ended = sorted((r for r in runs if r.state.is_terminal), key=lambda r: (r.ended_at or 0, r.number))
-        streak = 0
-        for run in reversed(ended):
-            if run.state not in _FAILED:
-                break
-            streak += 1
-        limit = self.settings.max_consecutive_failures
-        if limit and streak >= limit:
-            last = ended[-1]
-            detail = last.stop_reason or (f"exit code {last.exit_code}" if last.exit_code is not None else "")
-            return (
-                SweepState.FAILED,
-                f"{streak} runs in a row failed (last: {last.state.value}{': ' + detail if detail else ''})",
-            )
         in_flight = any(r.state in (RunState.PENDING, RunState.RUNNING) for r in runs)
         if in_flight:
             return None
@@ -273,5 +258,10 @@ class Controller:
         if cap is not None and len(runs) >= cap:
             return SweepState.FINISHED, f"run_cap {cap} reached"
         if self._exhausted:
-            return SweepState.FINISHED, "search space exhausted" if self.config.method == "grid" else "no new configs"
+            if self.config.method == "grid":
+                return SweepState.FINISHED, "search space exhausted"
+            return SweepState.FINISHED, (
+                f"no new configs: every distinct config was run ({len(runs)} runs); sweepflow never repeats a "
+                f"config, where W&B's {self.config.method} search would keep proposing repeats"
+            )
         return None

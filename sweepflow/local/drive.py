@@ -25,6 +25,7 @@ from sweepflow.local.agent import Agent, OnEvent, StartRun
 from sweepflow.local.controller import Controller, ControllerLeaseTaken, ControllerSettings
 from sweepflow.local.processes import owner_is_dead, process_gone
 from sweepflow.settings import Settings
+from sweepflow.states import SweepState
 from sweepflow.store import NotFoundError, Store, Sweep
 
 DEFAULT_QUEUE = "default"
@@ -95,6 +96,9 @@ class Driver:
             if agent is None and self.embedded_agents is None and self.active:
                 self._serve_if_unserved(now)
         self._version = self.store.data_version()  # our own writes of this round are not news
+        if agent and agent.quit_reason:  # W&B's agent quits; the sweep waits for `sweep --resume`
+            self.store.set_sweep_state(controller.sweep_id, SweepState.PAUSED, f"agent quit: {agent.quit_reason}")
+            return False
         return self.active or bool(agent and agent.busy)
 
     def _serve_if_unserved(self, now: float) -> None:
@@ -164,7 +168,6 @@ def drive(
         sweep_id,
         settings=ControllerSettings(
             lease_ttl=s.lease_ttl,
-            max_consecutive_failures=s.max_consecutive_failures,
             queue=queue,
             priority=launch.get("priority"),  # Launch's own key: a run's place in its queue
             renew_fraction=s.lease_renew_fraction,
@@ -185,6 +188,7 @@ def drive(
             report_interval=s.report_interval,
             start_run=start_run,
             on_event=on_event,
+            max_consecutive_failed_runs=s.max_consecutive_failures,
         )
 
     def queue_served() -> bool:

@@ -13,7 +13,7 @@ import os
 import shutil
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -55,3 +55,28 @@ def die_with_parent(argv: list[str]) -> tuple[list[str], Callable[[], None] | No
             ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
     return argv, prctl
+
+
+@contextlib.contextmanager
+def interrupt_on_signals() -> Iterator[list[int]]:
+    """SIGTERM, SIGHUP and SIGINT raise KeyboardInterrupt once; later ones are only counted (the yielded list).
+
+    A process driving runs (``launch-sweep --wait``, ``controller``, ``launch-agent``) then leaves its loop through
+    its ``finally`` blocks, which stop the runs as W&B's agent does and record how each ended, instead of dying
+    with Python's default SIGTERM and leaving them ``running`` in the store. A second signal cannot break that
+    shutdown half-way; it is bounded by the stop grace periods.
+    """
+    seen: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        seen.append(signum)
+        if len(seen) == 1:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    watched = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    previous = {sig: signal.signal(sig, handler) for sig in watched}
+    try:
+        yield seen
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -52,13 +52,35 @@ def to_json(value: Any) -> Any:
     return value
 
 
+def engine_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary as the engine reads it: nested dicts also under their dotted names.
+
+    A run's history rows are flat (``wandb.log({"val": {"acc": 1}})`` is the row key ``"val.acc"``), its summary
+    nested; ``sweeps`` looks ``metric.name`` up as one key in both (``SweepRun.metric_history`` and
+    ``summary_metric``), so without this bayes would never find ``val.acc`` in a summary while Hyperband finds
+    it in the history. The rule is :func:`sweepflow.ranking.lookup`'s: the key itself wins, then the path.
+    """
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: dict[str, Any]) -> None:
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(f"{name}.", value)
+            if prefix:
+                flat.setdefault(name, value)
+
+    walk("", summary)
+    return {**flat, **summary}
+
+
 def _sweep_run(trial: Trial) -> SweepRun:
     state = trial.state if trial.state in RunState.__members__ else "pending"
     return SweepRun(
         name=trial.id,
         config={k: {"value": v} for k, v in trial.config.items()},
         state=RunState(state),
-        summary_metrics=dict(trial.summary),
+        summary_metrics=engine_summary(dict(trial.summary)),
         history=list(trial.history),
     )
 

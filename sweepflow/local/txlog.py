@@ -147,7 +147,10 @@ class RunLog:
       each record is a delta, not a snapshot. wandb-core stores config values as given (there is no
       ``{"value": v}`` wrapping in the log, so none is undone here); the internal ``_wandb`` key is
       dropped from ``config`` but kept in ``summary``.
-    * ``exit_code`` is set by the exit record, which is the last record of a finished run.
+    * ``exit_code`` is set by the exit record, which is the last record of a finished run: the code the run
+      *recorded* (``run.finish(exit_code=...)``, 1 after an uncaught exception, 255 after Ctrl-C), which is
+      what W&B's finished / failed comes from, not the process's exit code.
+    * ``preempting`` is set once the run called ``run.mark_preempting()``.
     * ``summary["_runtime"]`` ends up 0: wandb 0.31 offline writes a ``{"_runtime": 0, "_wandb":
       {"runtime": 0}}`` summary update before every row and at finish. Use the rows' ``_runtime``.
     """
@@ -159,6 +162,7 @@ class RunLog:
         self.summary: dict[str, Any] = {}
         self.config: dict[str, Any] = {}
         self.exit_code: int | None = None
+        self.preempting = False
 
     @classmethod
     def read(cls, path: str | os.PathLike[str], *, verify_crc: bool = True) -> RunLog:
@@ -214,6 +218,8 @@ class RunLog:
             _replay(self.summary, record.run.summary.update, record.run.summary.remove)
         elif kind == "exit":
             self.exit_code = record.exit.exit_code
+        elif kind == "preempting":
+            self.preempting = True
         return None
 
 

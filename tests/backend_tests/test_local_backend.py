@@ -77,12 +77,26 @@ def test_unknown_job_and_missing_program_fail_before_anything_is_created(backend
     assert backend.store.list_sweeps() == []
 
 
-def test_a_script_that_always_fails_ends_the_sweep_with_the_reason(backend: LocalBackend) -> None:
+def test_a_script_that_always_fails_stops_the_agent_as_wandb_agent_quits(
+    backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # W&B's agent quits (the sweep stays resumable): 3 failures in its first 60 s ("flapping"), or, with that
+    # rule off, WANDB_AGENT_MAX_INITIAL_FAILURES failures no fewer than the runs before them.
     config = curve_config(run_cap=20, parameters={"quality": {"min": 0.5, "max": 2.0}, "fail": {"value": True}})
     sweep_id, runs = _finish(backend, config)
     status = backend.status(sweep_id)
-    assert status.state == "failed" and "5 runs in a row failed" in status.reason and "exit code 1" in status.reason
-    assert len(runs) == 5 and all(r.state == "failed" for r in runs)
+    assert status.state == "paused", status
+    assert "agent quit: 3 failed runs in the agent's first 60 s" in status.reason
+    assert collections.Counter(r.state for r in runs if r.state.is_terminal) == {"failed": 3}
+    assert all("exit code 1" in r.stop_reason for r in runs if r.state == "failed")
+
+    monkeypatch.setenv("WANDB_AGENT_DISABLE_FLAPPING", "true")
+    monkeypatch.setenv("WANDB_AGENT_MAX_INITIAL_FAILURES", "2")
+    backend.resume(sweep_id, drive="none")
+    drive(backend, sweep_id)
+    status = backend.status(sweep_id)
+    assert status.state == "paused" and "2 of the 2 runs it ran failed" in status.reason, status
+    assert status.counts["failed"] == 5
 
 
 def test_metric_never_logged_and_nan_metric_end_with_a_clear_message(backend: LocalBackend) -> None:

@@ -123,7 +123,8 @@ def test_launch_keys_are_kept_apart_from_the_search_config() -> None:
     model = checked.model
     assert (model.num_workers, model.launch_queue, model.run_cap) == (4, "gpu", 10)
     assert set(model.engine_config()) == {"method", "parameters", "run_cap"}
-    assert [w.path for w in checked.warnings] == ["scheduler.num_worker"]  # a typo W&B would silently ignore
+    # a typo W&B would silently ignore, and a cap the one-config space can never reach
+    assert [w.path for w in checked.warnings] == ["run_cap", "scheduler.num_worker"]
 
 
 def test_method_filled_like_launch_sweep() -> None:
@@ -145,3 +146,23 @@ def test_engine_scheduler_form_is_told_apart() -> None:
     assert checked.ok and checked.model.scheduler.engine == "optuna"
     errors = check_sweep({"method": "custom", "scheduler": {"engine": "optuna", "search_space": "space"}}).errors
     assert [e.path for e in errors] == ["scheduler.source"]
+
+
+def test_numbers_wandb_reads_as_strings_are_warned_with_the_fix(tmp_path) -> None:
+    # issue 9, item 13: YAML 1.2 numbers are our reading; W&B (PyYAML, YAML 1.1) reads `1e-4` as a string.
+    import yaml
+
+    from sweepflow.config import check_file
+
+    path = tmp_path / "s.yaml"
+    path.write_text("method: random\nparameters:\n  lr: {min: 1e-4, max: 1.0e-1}\n  wd: {values: [0.1, 5E-5]}\n")
+    checked = check_file(path)
+    assert checked.ok
+    found = {w.path: w for w in checked.warnings}
+    assert set(found) == {"parameters.lr.min", "parameters.wd.values.1"}
+    assert "W&B reads sweep files as YAML 1.1 and gets the string '1e-4'" in found["parameters.lr.min"].message
+    assert found["parameters.lr.min"].fix == "write `1.0e-4`, which both read as a number."
+    fixed = path.read_text().replace("1e-4", "1.0e-4").replace("5E-5", "5.0E-5")
+    assert yaml.safe_load(fixed)["parameters"]["lr"]["min"] == 1e-4 and yaml.safe_load(fixed)["parameters"]["wd"]
+    path.write_text(fixed)
+    assert check_file(path).warnings == []

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import select
 import signal
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 from sweepflow.local.runner import RunProcess, RunSpec
 
@@ -88,5 +89,5 @@ def test_config_values_never_pass_through_a_shell(tmp_path: Path) -> None:
     run = RunProcess.start(_spec(tmp_path, "r4", {"name": nasty}, [sys.executable, str(echo)]))
     _wait(run, 20)
     assert run.returncode() == 0
-    assert json.loads((tmp_path / "r4" / "output.log").read_text())["name"]["value"] == nasty
+    assert yaml.safe_load((tmp_path / "r4" / "output.log").read_text())["name"]["value"] == nasty
     assert not list(tmp_path.rglob("pwned*"))
