@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -127,6 +128,18 @@ class Driver:
         self.controller.release()
 
 
+def _load_engine() -> None:
+    """Import the engine's search modules now: ``sweeps`` imports them (scipy, scikit-learn) at its first suggestion,
+    seconds on a busy box, and a controller must not spend those inside its first tick, holding a fresh lease that a
+    short TTL may not outlast."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import sweeps.bayes_search
+        import sweeps.grid_search
+        import sweeps.hyperband_stopping
+        import sweeps.random_search  # noqa: F401
+
+
 def drive(
     backend: LocalBackend,
     sweep_id: str,
@@ -145,6 +158,7 @@ def drive(
     s = backend.settings
     store = backend.store
     sweep = backend._sweep(sweep_id)
+    _load_engine()
     queue = sweep.config.get("queue") or DEFAULT_QUEUE
     launch = sweep.config.get("launch") if isinstance(sweep.config.get("launch"), dict) else {}
     controller = Controller(
