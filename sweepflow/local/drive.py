@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from typing import Protocol
 
@@ -143,6 +144,18 @@ def _sweep(store: Store, sweep_id: str) -> Sweep:
     return sweep
 
 
+def _load_engine() -> None:
+    """Import the engine's search modules now: ``sweeps`` imports them (scipy, scikit-learn) at its first suggestion,
+    seconds on a busy box, and a controller must not spend those inside its first tick, holding a fresh lease that a
+    short TTL may not outlast."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import sweeps.bayes_search
+        import sweeps.grid_search
+        import sweeps.hyperband_stopping
+        import sweeps.random_search  # noqa: F401
+
+
 def drive(
     backend: Backend,
     sweep_id: str,
@@ -161,6 +174,7 @@ def drive(
     s = backend.settings
     store = backend.store
     sweep = _sweep(store, sweep_id)
+    _load_engine()
     queue = sweep.config.get("queue") or DEFAULT_QUEUE
     launch = sweep.config.get("launch") if isinstance(sweep.config.get("launch"), dict) else {}
     controller = Controller(

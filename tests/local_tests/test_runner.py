@@ -68,9 +68,10 @@ def test_a_script_that_ignores_sigint_and_sigterm_is_killed(tmp_path: Path) -> N
     )
     run = RunProcess.start(_spec(tmp_path, "r3", {}, [sys.executable, str(stubborn)]))
     log = tmp_path / "r3" / "output.log"
-    deadline = time.time() + 20
+    deadline = time.time() + 120  # a busy box can take many seconds to start an interpreter
     while "ready" not in (log.read_text() if log.exists() else "") and time.time() < deadline:
         time.sleep(0.05)
+    assert "ready" in log.read_text(), "the script never installed its handlers"
     # The escalation follows the clock it is given: SIGINT now, SIGTERM after grace, SIGKILL after term_grace.
     run.begin_stop(grace=1.0, term_grace=1.0, now=0.0)
     run.advance_stop(now=0.9)
