@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import select
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from sweepflow.local.command import JobError, ResolvedJob, build_command
 from sweepflow.local.outcome import end_state
 from sweepflow.local.processes import die_with_parent
 from sweepflow.local.runner import RunProcess, RunSpec
+from sweepflow.local.txlog import RunLog
 from sweepflow.settings import DEFAULTS
 from sweepflow.store import Claim, Store, Sweep
 
@@ -44,6 +46,7 @@ class RunHandle(Protocol):
     spec: RunSpec
     started_at: float
     exit_fd: int | None  # readable once the process has exited; None if the platform has no pidfds
+    stop_signal: signal.Signals | None  # what a stop sent first (decides finished vs killed, see outcome.py)
 
     @property
     def summary(self) -> dict[str, Any]: ...
@@ -55,6 +58,7 @@ class RunHandle(Protocol):
     def advance_stop(self, *, now: float | None = ...) -> None: ...
     def stop(self, grace: float = ..., term_grace: float = ...) -> int: ...
     def close(self) -> None: ...
+    def final_log(self) -> RunLog | None: ...
 
 
 #: Starts a run: ``start_run(spec, preexec_fn=...)``; the default is :meth:`RunProcess.start`.
@@ -124,7 +128,7 @@ class Agent:
         self._report_at = -math.inf
         self._sweeps: dict[str, tuple[Sweep, SweepConfig]] = {}  # sweep id -> (sweep, validated config)
         # W&B's agent's failure policy (see the module docstring)
-        self.started_at = time.time()
+        self.started_at: float | None = None  # the first tick's `now`: W&B's flapping rule counts from it
         self.max_consecutive_failed_runs = max_consecutive_failed_runs
         self._ended = self._failed = self._consecutive_failed = 0
         self.quit_reason: str | None = None
@@ -135,6 +139,8 @@ class Agent:
         ``claim=False``)."""
         now = time.time() if now is None else now
         done = AgentTick()
+        if self.started_at is None:
+            self.started_at = now
         report = now >= self._report_at
         if report:
             self._report_at = now + self.report_interval
@@ -251,7 +257,7 @@ class Agent:
             return
         if self.max_consecutive_failed_runs and self._consecutive_failed >= self.max_consecutive_failed_runs:
             self.quit_reason = f"{self._consecutive_failed} consecutive failed runs"
-        elif failed and self._failed >= 3 and _flapping_on() and now < self.started_at + 60:
+        elif failed and self._failed >= 3 and _flapping_on() and now < (self.started_at or now) + 60:
             self.quit_reason = (
                 f"{self._failed} failed runs in the agent's first 60 s (W&B's agent quits on that; "
                 "WANDB_AGENT_DISABLE_FLAPPING=true turns the rule off)"

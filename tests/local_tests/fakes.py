@@ -4,9 +4,11 @@ store that counts its transactions. Time is whatever the test says ``now`` is; n
 from __future__ import annotations
 
 import math
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection
@@ -27,6 +29,7 @@ class FakeRun:
         self.spec = spec
         self.started_at = started_at
         self.exit_fd: int | None = None
+        self.stop_signal: signal.Signals | None = None
         self.code: int | None = None
         self.stop_began: float | None = None
         self.hard_stopped = False  # stop() was called: the agent lost the run
@@ -68,6 +71,12 @@ class FakeRun:
     def begin_stop(self, grace: float = 10.0, term_grace: float = 5.0, *, now: float | None = None) -> None:
         if self.stop_began is None:
             self.stop_began = now
+            self.stop_signal = signal.SIGTERM  # what the runner sends first, as W&B's agent does
+
+    def final_log(self) -> SimpleNamespace:
+        """As wandb leaves it: an exit record when the script ended on its own, none when it was killed."""
+        recorded = self.code if self.code is not None and self.code >= 0 and self.stop_began is None else None
+        return SimpleNamespace(exit_code=recorded, preempting=False)
 
     def advance_stop(self, *, now: float | None = None) -> None:
         pass

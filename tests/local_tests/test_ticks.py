@@ -63,24 +63,25 @@ def test_lookahead_zero_queues_only_the_workers(store: Store) -> None:
     assert _states(store, sweep.id) == ["pending", "pending"]
 
 
-def test_a_failure_streak_fails_the_sweep_without_queueing_a_run_it_would_cancel(
-    store: Store, runs: FakeRuns, tmp_path: Path
+def test_a_failure_streak_makes_the_agent_quit_without_queueing_a_run_it_would_cancel(
+    store: Store, runs: FakeRuns, tmp_path: Path, monkeypatch
 ) -> None:
+    """W&B's agent quits on failures (wandb.agent's max_consecutive_failed_runs here); the sweep is not failed."""
+    monkeypatch.setenv("WANDB_AGENT_DISABLE_FLAPPING", "true")  # else 3 failures in its first 60 s end it first
     sweep = make_sweep(store, run_cap=20)
-    controller = make_controller(store, sweep, max_consecutive_failures=3)
-    agent = make_agent(store, runs, tmp_path)
+    controller = make_controller(store, sweep)
+    agent = make_agent(store, runs, tmp_path, max_consecutive_failed_runs=3)
     now = 0.0
     outcomes = iter([1, 0, 1, 1, 1])  # a success in between resets the streak
-    while controller.tick(now):
+    while agent.quit_reason is None and controller.tick(now):
         agent.tick(now)
         now += 1.0
         for run in runs.live():
             run.exit(next(outcomes))
         agent.tick(now, claim=False)
-    final = store.get_sweep(sweep.id)
-    assert final.state is SweepState.FAILED
-    assert final.state_reason.startswith("3 runs in a row failed (last: failed: exit code 1")
-    assert _states(store, sweep.id) == ["failed", "finished", "failed", "failed", "failed"]  # nothing stopped
+    assert agent.quit_reason == "3 consecutive failed runs"
+    assert store.get_sweep(sweep.id).state is SweepState.RUNNING  # a person resumes it with another agent
+    assert _states(store, sweep.id) == ["failed", "finished", "failed", "failed", "failed"]  # none queued ahead
 
 
 def test_hyperband_runs_at_its_cadence_and_the_stop_is_recorded_with_its_reason(
@@ -117,7 +118,7 @@ def test_hyperband_runs_at_its_cadence_and_the_stop_is_recorded_with_its_reason(
     assert controller.stop_requests == 1
     assert bad.stop_began is None  # the agent learns it at its next heartbeat, or at once when told to sync
     assert agent.tick(0.4, sync=True).stopping == 1 and bad.stop_began == 0.4
-    bad.exit(0)  # the script caught SIGINT and finished its run
+    bad.exit(-15)  # the SIGTERM of the stop ended it (the script has no handler)
     agent.tick(0.5)
     stopped = store.get_run(bad.spec.run_id)
     assert stopped.state is RunState.KILLED and f"Run: {bad.spec.run_id}" in stopped.stop_reason
@@ -165,7 +166,7 @@ def test_cancel_stops_running_runs(store: Store, runs: FakeRuns, tmp_path: Path)
     assert agent.tick(0.5).stopping == 0  # the heartbeat that brings stop requests is not due yet
     assert agent.tick(0.5, sync=True).stopping == 2
     for run in runs.live():
-        run.exit(0)
+        run.exit(-15)  # the stop's SIGTERM ended them
     agent.tick(1.0)
     assert not agent.busy and _states(store, sweep.id) == ["killed", "killed", "killed"]
     assert not controller.tick(1.0)
