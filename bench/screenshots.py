@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PREFECT = str(Path(sys.executable).with_name("prefect"))
+PREFECT = [sys.executable, "-m", "prefect"]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars"]  # fmt: skip
@@ -76,7 +76,7 @@ def main() -> int:
     started: list[subprocess.Popen] = []
     try:
         log = open(base / "server.log", "wb")  # noqa: SIM115  kept open for the server's lifetime
-        started.append(subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        started.append(subprocess.Popen([*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                                         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))  # fmt: skip
         for _ in range(240):
             try:
@@ -87,9 +87,9 @@ def main() -> int:
         for step in (("work-pool", "create", "sweepflow", "--type", "process"), ("--no-prompt", "deploy", "--all"),
                      ("automation", "create", "--from-file", "deployments/automations.yaml"),
                      ("block", "register", "-m", "sweepflow")):  # fmt: skip
-            subprocess.run([PREFECT, *step], env=env, cwd=ROOT, check=True, capture_output=True, timeout=180)
+            subprocess.run([*PREFECT, *step], env=env, cwd=ROOT, check=True, capture_output=True, timeout=180)
         worker_log = open(base / "worker.log", "wb")  # noqa: SIM115
-        started.append(subprocess.Popen([PREFECT, "worker", "start", "--pool", "sweepflow"], env=env,
+        started.append(subprocess.Popen([*PREFECT, "worker", "start", "--pool", "sweepflow"], env=env,
                                         stdout=worker_log, stderr=subprocess.STDOUT, cwd=ROOT))  # fmt: skip
         [manual] = rest(api, "POST", "/deployments/filter", {"deployments": {"name": {"any_": ["manual"]}}})
         form = {"run_cap": 6, "num_workers": None, "backend": None, "queue": None, "stages": None}

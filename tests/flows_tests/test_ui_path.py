@@ -8,6 +8,7 @@ user opens.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -96,8 +97,9 @@ def test_inputs_that_can_never_work_fail_before_any_sweep(tmp_path: Path) -> Non
     data["stages"]["coarse"]["sweep"]["job"] = "camp/no-such-job:latest"
     no_job.write_text(yaml.safe_dump(data))
     bad_job = tune(pipeline=str(no_job), return_state=True)
-    [validate_line] = [str(issue) for issue in _check(no_job).errors]  # what `sweepflow validate` prints
-    assert bad_job.is_failed() and validate_line in _message(bad_job), (validate_line, _message(bad_job))
+    validate_lines = [str(issue) for issue in _check(no_job).errors]  # what `sweepflow validate` prints
+    assert bad_job.is_failed() and validate_lines, validate_lines
+    assert all(line in _message(bad_job) for line in validate_lines), (validate_lines, _message(bad_job))
     assert LocalBackend().store.list_sweeps() == []
 
 
@@ -120,17 +122,28 @@ def test_same_key_new_run_cap_takes_effect_new_space_is_refused(tmp_path: Path) 
     assert [s.id for s in LocalBackend().store.list_sweeps()] == [sweep_id]  # nothing launched
 
 
-def test_a_cached_launch_whose_sweep_is_gone_is_relaunched(sweepflow_home: Path, tmp_path: Path, caplog) -> None:
+def test_a_cached_launch_whose_sweep_is_gone_is_relaunched(sweepflow_home: Path, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
     spec = Pipeline.model_validate({"name": "camp", "stages": {"coarse": {"sweep": coarse_sweep(run_cap=2)}}})
     first = sweep_pipeline(spec, key="gone", report_dir=str(tmp_path))
     for file in sweepflow_home.glob("sweepflow.db*"):
         file.unlink()  # the store is deleted; Prefect's persisted launch cache still holds the old handle
-    with caplog.at_level("WARNING"):
-        again = sweep_pipeline(spec, key="gone", report_dir=str(tmp_path))
+    state = sweep_pipeline(spec, key="gone", report_dir=str(tmp_path), return_state=True)
+    assert state.is_completed(), _message(state)
+    again = state.result()
     [sweep] = LocalBackend().store.list_sweeps()
     assert again.stages["coarse"].sweep_id == sweep.id != first.stages["coarse"].sweep_id
     assert again.stages["coarse"].runs == 2
-    assert "no longer exists" in caplog.text
+
+    async def logs() -> str:
+        async with get_client() as client:
+            run_id = state.state_details.flow_run_id
+            found = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+            return "\n".join(log.message for log in found)
+
+    assert "no longer exists" in asyncio.run(logs())
 
 
 def test_the_deployed_flow_run_holds_the_campaigns_artifacts(tmp_path: Path) -> None:
@@ -152,8 +165,8 @@ def test_the_deployed_flow_run_holds_the_campaigns_artifacts(tmp_path: Path) -> 
     assert {"arts-coarse-runs", "arts-coarse-summary", "arts-coarse-plot", "arts-campaign"} <= set(by_key)
     assert "data:image/png;base64," in by_key["arts-campaign"].data  # the plot is in the artifact, not a file link
     rows = by_key["arts-coarse-runs"].data
-    rows = yaml.safe_load(rows) if isinstance(rows, str) else rows
-    assert len(rows) == 4 and rows[0]["rank"] == "★ 1" and {"run", "state", "loss", "quality", "kind"} <= set(rows[0])
+    rows = json.loads(rows) if isinstance(rows, str) else rows
+    assert len(rows) == 4 and rows[0]["rank"] == "★ 1" and {"run", "state", "loss", "quality"} <= set(rows[0])
     assert not any(isinstance(v, dict) for row in rows for v in row.values())  # flat columns, no Python dicts
     assert run.name == "campaign camp/arts"
 
