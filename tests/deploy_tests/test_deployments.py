@@ -76,7 +76,7 @@ def prefect_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, logs / "server.log"
         )
         started.append(server)
-        deadline = time.time() + 120
+        deadline = time.time() + 300  # a fresh database on a loaded machine
         while True:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
@@ -87,7 +87,7 @@ def prefect_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
                 time.sleep(0.5)
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([*PREFECT, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+            return subprocess.run([*PREFECT, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
         # The documented set-up, step by step (prefect.yaml's header, README "Deployments").
         for step in (
