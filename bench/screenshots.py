@@ -3,9 +3,9 @@
 Starts a real `prefect server` (127.0.0.1, a fresh PREFECT_HOME and SWEEPFLOW_HOME), runs the documented set-up
 (work pool, `prefect deploy --all`, the zombie automation, `prefect block register -m sweepflow`), a process
 worker, then one `tune/manual` run created over REST with the "Custom run" form's null-filled payload. When it
-completes, headless Chromium (Debian's `chromium`) photographs the flow run page, its artifacts tab, the campaign
-summary artifact with its embedded plot, and a stage's all-runs table. Everything it started is stopped with
-SIGINT at the end.
+completes, headless Chromium (Debian's `chromium`) photographs the flow run page (task runs and artifacts on
+its graph), the campaign summary artifact with its embedded plot, a stage's all-runs table and a stage summary.
+Everything it started is stopped with SIGINT at the end.
 
     apt-get install -y chromium
     .venv/bin/python bench/screenshots.py --out docs/screenshots
@@ -113,8 +113,6 @@ def main() -> int:
         ui = f"http://127.0.0.1:{port}"
         profile = base / "chromium"
         shoot(chromium, f"{ui}/runs/flow-run/{run['id']}", args.out / "flow-run.png", "1400,900", profile)
-        shoot(chromium, f"{ui}/runs/flow-run/{run['id']}?tab=Artifacts", args.out / "artifacts.png", "1400,900",
-              profile)  # fmt: skip
         shoot(chromium, f"{ui}/artifacts/artifact/{campaign['id']}", args.out / "campaign-artifact.png",
               "1400,1900", profile)  # fmt: skip
         shoot(chromium, f"{ui}/artifacts/artifact/{runs['id']}", args.out / "runs-table.png", "1400,900", profile)
