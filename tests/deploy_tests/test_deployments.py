@@ -209,7 +209,7 @@ def _rest(env: dict[str, str], method: str, path: str, body: dict | None = None)
         method=method,
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
+    with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read() or b"null")
 
 
@@ -233,8 +233,12 @@ def _descendants(pid: int) -> list[int]:
 
 def _wait_state(env: dict[str, str], run_id: str, types: set[str], timeout: float) -> dict:
     deadline = time.time() + timeout
+    run = {"state_type": None}
     while time.time() < deadline:
-        run = _rest(env, "GET", f"/flow_runs/{run_id}")
+        try:
+            run = _rest(env, "GET", f"/flow_runs/{run_id}")
+        except OSError:  # a read timing out on a loaded machine: poll again
+            continue
         if run["state_type"] in types:
             return run
         time.sleep(1)
