@@ -9,24 +9,43 @@ key, stage), so finished stages return their results at once and running ones ar
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from pathlib import Path
+
+from prefect import flow, get_run_logger, tags
+from prefect.runtime import flow_run
 
 from sweepflow.campaign.analysis import runs_frame
 from sweepflow.campaign.plan import Outcome, Skip
+from sweepflow.campaign.preflight import load_campaign
 from sweepflow.campaign.results import CampaignResult, StageResult, stage_result
-from sweepflow.config import Pipeline, load_pipeline
+from sweepflow.config import Pipeline
 from sweepflow.config.pipeline import check_campaign_key
 from sweepflow.errors import SweepflowError
 from sweepflow.settings import Settings
+from tasks._common import artifact_key
 from tasks.analyze import analyze
+from tasks.check_campaign import check_campaign
 from tasks.collect_runs import collect_runs
-from tasks.launch_sweep import launch_sweep
+from tasks.launch_sweep import launch_stage, launch_sweep
 from tasks.plan_stage import plan_stage
 from tasks.report import report
 from tasks.wait_for_sweep import wait_for_sweep
 
 
-@flow(name="sweep-pipeline", log_prints=True)
+def campaign_run_name() -> str:
+    """``campaign <pipeline>/<key>``, so the run list reads without clicking (the key once it is known)."""
+    params = flow_run.parameters
+    pipeline, key = params.get("pipeline"), params.get("key")
+    if isinstance(pipeline, Pipeline):
+        name = pipeline.name
+    elif isinstance(pipeline, dict):
+        name = str(pipeline.get("name", "campaign"))
+    else:
+        name = Path(str(pipeline or flow_run.flow_name)).stem
+    return f"campaign {name}/{key or (pipeline.pipeline_key if isinstance(pipeline, Pipeline) else name)}"
+
+
+@flow(name="sweep-pipeline", flow_run_name=campaign_run_name, log_prints=True)
 def sweep_pipeline(
     pipeline: Pipeline | str,
     key: str | None = None,
@@ -46,15 +65,33 @@ def sweep_pipeline(
         report_dir: where plots and the summary go (default: `$SWEEPFLOW_HOME/reports/<key>`).
     """
     logger = get_run_logger()
-    spec = load_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
+    spec = load_campaign(pipeline) if isinstance(pipeline, str) else pipeline
     try:
         key = check_campaign_key(key or spec.pipeline_key)
     except ValueError as exc:
         raise SweepflowError(f"key: {exc}. Fix: pass another key.") from None
     common = {"backend": backend or spec.backend, "store": store}
+    check_campaign(spec, backend=common["backend"])  # before any sweep exists
     result = CampaignResult(pipeline=spec.name, key=key)
     done: dict[str, Outcome] = {}
 
+    # Every task run of the campaign carries these tags: a tag concurrency limit on `campaign-<name>` caps how
+    # many of its stages run at once, across all its flow runs (see README, "Concurrency").
+    with tags("sweepflow", artifact_key("campaign", spec.name)):
+        _run_levels(spec, key, common, result, done, timeout_s, logger)
+
+    result.pick_best()
+    out = report_dir or str(Settings().home_dir / "reports" / key.replace("/", "_"))
+    ran = {name: outcome for name, outcome in done.items() if outcome.result.sweep_id}
+    report(result, {n: o.frame for n, o in ran.items()}, {n: o.metric for n, o in ran.items()}, out)
+    result.report_dir = out
+    return result
+
+
+def _run_levels(
+    spec: Pipeline, key: str, common: dict, result: CampaignResult, done: dict[str, Outcome], timeout_s: float, logger
+) -> None:
+    """Plan, launch, wait for, collect and analyze every stage, level by level."""
     for level in spec.levels():
         plans = {}
         for name in level:
@@ -65,32 +102,31 @@ def sweep_pipeline(
                 done[name] = Outcome(skipped, runs_frame([], stage=name), None)
             else:
                 plans[name] = decided
-        launched = {
-            name: launch_sweep.submit(
-                plan.config,
-                pipeline_key=key,
-                stage=name,
-                project=spec.project or spec.name,
-                prior_runs=plan.prior_runs,
+        params = {
+            name: {
+                "config": plan.config,
+                "pipeline_key": key,
+                "stage": name,
+                "project": spec.project or spec.name,
+                "prior_runs": plan.prior_runs,
                 **common,
-            )
+            }
             for name, plan in plans.items()
         }
-        waited = {n: wait_for_sweep.submit(launched[n], stage=n, timeout_s=timeout_s, **common) for n in plans}
+        launched = {name: launch_sweep.submit(**params[name]) for name in plans}
+        # Resolve every launch before waiting: a launch failure fails the run with its own message (not as an
+        # unfinished upstream of a wait), and a cached handle whose sweep is gone is relaunched.
+        handles = {name: launch_stage(launched[name], **params[name]) for name in plans}
+        waited = {
+            n: wait_for_sweep.submit(handles[n], stage=n, timeout_s=timeout_s, campaign=key, **common) for n in plans
+        }
         for name, plan in plans.items():
             status = waited[name].result()
             metric = plan.config.metric
             frame = collect_runs(status.id, stage=name, **common)
-            analyze(frame, stage=name, metric=metric)
+            analyze(frame, stage=name, metric=metric, campaign=key)
             stage = stage_result(name, status.id, status.state, status.reason, frame, metric)
             result.stages[name], done[name] = stage, Outcome(stage, frame, metric)
             logger.info(
                 "stage %s: %s, %d runs, best %s = %s", name, status.state, stage.runs, stage.metric, stage.best_value
             )
-
-    result.pick_best()
-    out = report_dir or str(Settings().home_dir / "reports" / key.replace("/", "_"))
-    ran = {name: outcome for name, outcome in done.items() if outcome.result.sweep_id}
-    report(result, {n: o.frame for n, o in ran.items()}, {n: o.metric for n, o in ran.items()}, out)
-    result.report_dir = out
-    return result

@@ -12,3 +12,19 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = ["__version__"]
+
+#: Prefect blocks, defined outside the core (tasks/blocks.py) and loaded only when asked for, so that
+#: `prefect block register -m sweepflow` finds them while `import sweepflow` never imports Prefect.
+_BLOCKS = ("SweepflowStore",)
+
+
+def __getattr__(name: str) -> object:
+    if name in _BLOCKS:
+        from tasks import blocks
+
+        return getattr(blocks, name)
+    raise AttributeError(f"module 'sweepflow' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_BLOCKS])

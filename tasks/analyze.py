@@ -1,4 +1,8 @@
-"""analyze: best run, top-k, parameter importance and cost of a stage, as data and as Prefect artifacts."""
+"""analyze: best run, every run, top-k, parameter importance and cost of a stage, as data and as artifacts.
+
+Artifacts are keyed per campaign (``<campaign key>-<stage>-...``), so one campaign never overwrites another's
+history, and land on the flow run the user opened (the deployed flows run the campaign in their own run).
+"""
 
 from __future__ import annotations
 
@@ -10,21 +14,27 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from sweepflow.campaign.analysis import SUMMARY, best_run, config_of, cost_summary, importance, top_k
+from sweepflow.campaign.report import fmt, importance_markdown, markdown_table, runs_table
 from sweepflow.config import Metric
 from tasks._common import artifact_key
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    # create_table_artifact wants JSON-able records, not a DataFrame (NaN is not JSON).
+    # JSON-able records (NaN is not JSON), for the returned result.
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
-@task(name="analyze", cache_policy=NO_CACHE)
-def analyze(frame: pd.DataFrame, *, stage: str, metric: Metric | None, k: int = 5) -> dict[str, Any]:
-    """Best run, top-k table, importance table and cost summary; published as artifacts of the flow run."""
+@task(name="analyze", task_run_name="analyze[{stage}]", cache_policy=NO_CACHE)
+def analyze(
+    frame: pd.DataFrame, *, stage: str, metric: Metric | None, k: int = 5, campaign: str | None = None
+) -> dict[str, Any]:
+    """Best run, top-k, importance and cost; published as a stage summary (markdown) and an all-runs table."""
     costs = cost_summary(frame)
+    prefix = (campaign,) if campaign else ()
     result: dict[str, Any] = {"stage": stage, "cost": costs, "best": None, "top_k": [], "importance": []}
-    lines = [f"## Stage `{stage}`", "", f"{costs['runs']} runs {costs['states']}, ${costs['cost_usd']:.4f}."]
+    states = ", ".join(f"{n} {state}" for state, n in costs["states"].items())
+    lines = [f"## Stage `{stage}`", "", f"{costs['runs']} runs ({states}), {costs['runtime_s']:.0f} s of run time,"
+             f" ${costs['cost_usd']:.4f}."]  # fmt: skip
     if metric is not None:
         best = best_run(frame, metric)
         top = top_k(frame, metric, k)
@@ -32,25 +42,24 @@ def analyze(frame: pd.DataFrame, *, stage: str, metric: Metric | None, k: int = 
         result |= {
             "best": None
             if best is None
-            else {
-                "run_id": best["run_id"],
-                "value": float(best[SUMMARY + metric.name]),
-                "config": config_of(best),
-            },
+            else {"run_id": best["run_id"], "value": float(best[SUMMARY + metric.name]), "config": config_of(best)},
             "top_k": _records(top),
             "importance": _records(table),
         }
-        if not top.empty:
-            create_table_artifact(
-                _records(top), key=artifact_key(stage, "top-k"), description=f"stage {stage}: top {k}"
-            )
         if best is not None:
-            lines += ["", f"Best: run `{best['run_id']}`, {metric.name} = {best[SUMMARY + metric.name]:.6g}"]
-            lines += [f"- `{key}`: {value}" for key, value in config_of(best).items()]
-        if not table.empty:
-            lines += ["", "| parameter | importance | correlation |", "|---|---|---|"]
-            for r in table.itertuples():
-                corr = "" if r.correlation is None else f"{r.correlation:.3f}"
-                lines.append(f"| {r.parameter} | {r.importance:.3f} | {corr} |")
-    create_markdown_artifact("\n".join(lines), key=artifact_key(stage, "summary"), description=f"stage {stage}")
+            goal = "lowest" if metric.goal == "minimize" else "highest"
+            value = fmt(best[SUMMARY + metric.name])
+            lines += ["", f"**Best run** `{best['run_id']}`: {metric.name} = {value} ({goal} is best)"]
+            lines += ["", "### Top runs", "", markdown_table(runs_table(frame, metric, k))]
+        lines += ["", "### Parameter importance", "", importance_markdown(table)]
+    rows = runs_table(frame, metric)
+    if rows:
+        create_table_artifact(
+            rows,
+            key=artifact_key(*prefix, stage, "runs"),
+            description=f"stage {stage}: all {len(rows)} runs, best first (★ = best)",
+        )
+    create_markdown_artifact(
+        "\n".join(lines), key=artifact_key(*prefix, stage, "summary"), description=f"stage {stage}: summary"
+    )
     return result

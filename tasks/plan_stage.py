@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from sweepflow.campaign.analysis import runs_frame
 from sweepflow.campaign.plan import Outcome, Plan, Skip
 from sweepflow.campaign.plan import plan_stage as plan
+from sweepflow.campaign.report import describe_param, fmt
 from sweepflow.config import Pipeline
 from tasks._common import artifact_key, backend_for
 
@@ -32,11 +33,15 @@ def plan_stage(
         assert rule is not None
         lines = [f"## Stage `{name}` derived from `{rule.from_}`", "", "| parameter | before | after | why |"]
         lines.append("|---|---|---|---|")
-        lines += [f"| {c.parameter} | `{c.before}` | `{c.after}` | {c.why} |" for c in derived.changes]
+        lines += [
+            f"| {c.parameter} | {describe_param(c.before)} | {describe_param(c.after)} | {c.why} |"
+            for c in derived.changes
+        ]
         lines += [
             "",
             f"Method {derived.config.method}, run_cap {derived.config.run_cap}, "
-            f"{len(derived.warm_start)} warm-start run(s), upstream best: `{derived.best}`",
+            f"{len(derived.warm_start)} warm-start run(s); upstream best: "
+            + ", ".join(f"{k} = {fmt(v)}" for k, v in derived.best.items()),
         ]
         create_markdown_artifact(
             "\n".join(lines), key=artifact_key(key, name, "derived"), description=f"how {name} was derived"

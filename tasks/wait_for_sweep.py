@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from sweepflow.backends import SweepHandle, SweepStatus
 from sweepflow.errors import SweepflowError
-from tasks._common import artifact_key, backend_for
+from tasks._common import artifact_key, backend_for, retry_transient
 
 
 class SweepTimeout(SweepflowError):
@@ -28,7 +28,14 @@ def _progress(status: SweepStatus) -> tuple[float, str]:
     return (100.0 if status.done else min(99.0, 100.0 * status.ended / total)), text
 
 
-@task(name="wait-for-sweep", task_run_name="wait-for-sweep[{stage}]", cache_policy=NO_CACHE)
+@task(
+    name="wait-for-sweep",
+    task_run_name="wait-for-sweep[{stage}]",
+    cache_policy=NO_CACHE,
+    retries=2,  # safe: a retry re-attaches to the same sweep (and restarts its controller if it died)
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_transient,
+)
 def wait_for_sweep(
     handle: SweepHandle,
     *,
@@ -38,13 +45,16 @@ def wait_for_sweep(
     timeout_s: float = 6 * 3600,
     poll_s: float = 0.5,
     max_poll_s: float = 10.0,
+    campaign: str | None = None,
 ) -> SweepStatus:
     """Block until the sweep ends; raise :class:`SweepTimeout` after ``timeout_s`` seconds."""
     logger = get_run_logger()
     client = backend_for(backend, store)
     deadline = time.monotonic() + timeout_s
     artifact_id = create_progress_artifact(
-        0.0, key=artifact_key("sweep", stage, "progress"), description=f"stage {stage}: sweep {handle.id}"
+        0.0,
+        key=artifact_key(*((campaign,) if campaign else ("sweep",)), stage, "progress"),
+        description=f"stage {stage}: sweep {handle.id}",
     )
     last: tuple[str, int] | None = None
     delay = poll_s

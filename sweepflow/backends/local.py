@@ -95,6 +95,30 @@ def _inspect(config: SweepConfig) -> tuple[list[Issue], ResolvedJob | None]:
     return problems, job
 
 
+#: What a sweep searches: fixed for its lifetime, as in W&B (a changed space under the same key is an error).
+SEARCH_FIELDS = ("method", "metric", "parameters", "early_terminate")
+
+
+def _leaves(prefix: str, value: object) -> dict[str, object]:
+    if isinstance(value, dict) and value:
+        out: dict[str, object] = {}
+        for key, item in value.items():
+            out |= _leaves(f"{prefix}.{key}" if prefix else str(key), item)
+        return out
+    return {prefix: value}
+
+
+def search_changes(before: dict, after: dict) -> list[str]:
+    """The search fields that differ between two stored configs, as ``path (old -> new)``."""
+    changes = []
+    for field in SEARCH_FIELDS:
+        old, new = _leaves(field, before.get(field)), _leaves(field, after.get(field))
+        for path in sorted(set(old) | set(new)):
+            if old.get(path) != new.get(path):
+                changes.append(f"{path} ({old.get(path, 'unset')!r} -> {new.get(path, 'unset')!r})")
+    return changes
+
+
 def _time(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
@@ -166,12 +190,40 @@ class LocalBackend(Backend):
         sweep, created = self.store.create_sweep(
             key, project or config.project or "sweepflow", stored, run_cap=config.run_cap, prior_runs=priors
         )
+        if not created:
+            sweep = self._relaunch(sweep, stored, config.run_cap)
         if not created and sweep.state in _RELAUNCH_RESUMES:
             resumed = self.store.set_sweep_state(sweep.id, SweepState.RUNNING, "resumed", expect=_RELAUNCH_RESUMES)
             sweep = resumed or sweep
         if drive == "process":
             self.ensure_controller(sweep.id)
         return SweepHandle(id=sweep.id, key=sweep.key, created=created, state=self._sweep(sweep.id).state)
+
+    def _relaunch(self, sweep: Sweep, stored: dict, run_cap: int | None) -> Sweep:
+        """W&B's resume rules for a launch under an existing key: the search (:data:`SEARCH_FIELDS`) must be
+        what the sweep was launched with; scheduler settings (run cap, parallelism, queue) may change and take
+        effect: the run cap at the controller's next tick (a sweep that ended on its cap resumes when the cap
+        grows), parallelism and queue when its controller next starts."""
+        changed = search_changes(sweep.config, stored)
+        if changed:
+            shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+            raise SweepflowError(
+                f"the sweep of key {sweep.key!r} ({sweep.id}) was launched with a different search space: {shown}. "
+                "Fix: use a new campaign key to search a new space (run_cap, num_workers and queue may change "
+                "under the same key)."
+            )
+        if stored == sweep.config and run_cap == sweep.run_cap:
+            return sweep
+        grew = run_cap is None or (sweep.run_cap is not None and run_cap > sweep.run_cap)
+        sweep = self.store.update_sweep(sweep.id, stored, run_cap=run_cap)
+        if grew and sweep.state is SweepState.FINISHED and (sweep.state_reason or "").startswith("run_cap"):
+            sweep = (
+                self.store.set_sweep_state(
+                    sweep.id, SweepState.RUNNING, f"resumed: run_cap {run_cap}", expect=[SweepState.FINISHED]
+                )
+                or sweep
+            )
+        return sweep
 
     @_transient
     def status(self, sweep_id: str) -> SweepStatus:

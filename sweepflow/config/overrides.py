@@ -2,20 +2,26 @@
 
 They change how much and where a campaign runs, never what it searches: run caps, parallelism, backend,
 queue. Applied to every stage (or the listed ones), including stages derived from others.
+
+Unlike a sweep config, an explicit ``null`` here means "not overridden": Prefect's "Custom run" form sends every
+field it renders, the untouched ones as ``null``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from sweepflow.config.base import ConfigModel
 from sweepflow.config.pipeline import Pipeline
+from sweepflow.errors import SweepflowError
 
 
 class CampaignOverrides(ConfigModel):
-    """Run-time knobs for a campaign; every field is optional and leaves the spec's value when unset."""
+    """Run-time knobs for a campaign; every field is optional and leaves the spec's value when unset or null."""
+
+    nullable: ClassVar[frozenset[str]] = frozenset({"run_cap", "num_workers", "backend", "queue", "stages"})
 
     run_cap: int | None = Field(None, gt=0, le=100_000, description="Run cap of each stage.")
     num_workers: int | None = Field(None, gt=0, le=512, description="Runs in flight at once in each stage.")
@@ -31,7 +37,10 @@ def apply_overrides(pipeline: Pipeline, overrides: CampaignOverrides) -> Pipelin
         data["backend"] = overrides.backend
     unknown = set(overrides.stages or []) - set(data["stages"])
     if unknown:
-        raise ValueError(f"overrides.stages names unknown stage(s) {sorted(unknown)}; use {sorted(data['stages'])}")
+        raise SweepflowError(
+            f"overrides.stages: unknown stage(s) {', '.join(sorted(unknown))}. "
+            f"Fix: name stages of pipeline {pipeline.name!r}: {', '.join(sorted(data['stages']))}."
+        )
     for name, stage in data["stages"].items():
         if overrides.stages is not None and name not in overrides.stages:
             continue

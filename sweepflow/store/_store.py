@@ -276,6 +276,22 @@ class Store:
                 if row is not None:
                     return _sweep(row), inserted.rowcount == 1
 
+    def update_sweep(
+        self, sweep_id: str, config: Mapping[str, Any], *, run_cap: int | None, now: float | None = None
+    ) -> Sweep:
+        """Replace what the sweep was launched with (its config and run cap): a resume with new scheduler
+        settings. The caller decides which changes are allowed; the controller reads both on its next tick."""
+        if run_cap is not None and (isinstance(run_cap, bool) or not isinstance(run_cap, int) or run_cap < 0):
+            raise StoreError(f"run_cap must be a non-negative integer, not {run_cap!r}.")
+        with self._write() as conn:
+            self._sweep_row(conn, sweep_id)
+            conn.execute(
+                update(t.sweeps)
+                .where(t.sweeps.c.id == sweep_id)
+                .values(config=dict(config), run_cap=run_cap, updated_at=_now(now))
+            )
+            return _sweep(self._sweep_row(conn, sweep_id))
+
     def get_sweep(self, sweep_id: str) -> Sweep | None:
         with self._read() as conn:
             row = conn.execute(select(t.sweeps).where(t.sweeps.c.id == sweep_id)).one_or_none()

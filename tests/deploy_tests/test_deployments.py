@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,11 @@ from sweepflow.backends.local import LocalBackend
 from sweepflow.config import load_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
-PREFECT = str(Path(sys.executable).with_name("prefect"))
+#: The prefect CLI of this interpreter (CI's ./.venv), run as a module: the worker then starts flow runs with the
+#: same interpreter, so they import this checkout's code even where the venv has no `prefect` console script.
+PREFECT = [sys.executable, "-m", "prefect"]
+#: API URL -> (the workers started so far, a function starting one more): the UI-path test kills one.
+WORKERS: dict[str, tuple[list[subprocess.Popen], Callable[[], subprocess.Popen]]] = {}
 
 
 def _free_port() -> int:
@@ -61,7 +65,7 @@ def prefect_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "SWEEPFLOW_HOME": str(base / "sweepflow-home"),
-        "SWEEPFLOW_LEASE_TTL": "5",
+        "SWEEPFLOW_LEASE_TTL": "15",  # a loaded CI machine must not make live controllers lose their lease
         "PWD": str(ROOT),  # prefect.yaml's pull step is "{{ $PWD }}": the checkout the worker runs flows in
     }
     started: list[subprocess.Popen] = []
@@ -69,10 +73,10 @@ def prefect_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     logs.mkdir()
     try:
         server = _spawn(
-            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, logs / "server.log"
+            [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, logs / "server.log"
         )
         started.append(server)
-        deadline = time.time() + 120
+        deadline = time.time() + 300  # a fresh database on a loaded machine
         while True:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
@@ -83,14 +87,30 @@ def prefect_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
                 time.sleep(0.5)
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([PREFECT, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+            return subprocess.run([*PREFECT, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
-        created = run("work-pool", "create", "sweepflow", "--type", "process")
-        assert created.returncode == 0, created.stdout + created.stderr
-        deployed = run("--no-prompt", "deploy", "--all")
-        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        started.append(_spawn([PREFECT, "worker", "start", "--pool", "sweepflow"], env, logs / "worker.log"))
+        # The documented set-up, step by step (prefect.yaml's header, README "Deployments").
+        for step in (
+            ("work-pool", "create", "sweepflow", "--type", "process"),
+            ("--no-prompt", "deploy", "--all"),
+            ("automation", "create", "--from-file", "deployments/automations.yaml"),
+            ("block", "register", "-m", "sweepflow"),
+        ):
+            done = run(*step)
+            assert done.returncode == 0, (step, done.stdout + done.stderr)
+            env[f"SETUP_{step[0 if step[0] != '--no-prompt' else 1].upper().replace('-', '_')}"] = done.stdout
+        workers: list[subprocess.Popen] = []
+
+        def start_worker() -> subprocess.Popen:
+            log = logs / f"worker-{len(workers)}.log"
+            worker = _spawn([*PREFECT, "worker", "start", "--pool", "sweepflow"], env, log)
+            workers.append(worker)
+            started.append(worker)
+            return worker
+
+        start_worker()
         env["LOGS"] = str(logs)
+        WORKERS[env["PREFECT_API_URL"]] = (workers, start_worker)
         yield env
     finally:
         for proc in reversed(started):
@@ -127,7 +147,7 @@ def test_chained_campaign_runs_after_data_refresh(prefect_env: dict[str, str]) -
             return upstream, chained
 
     upstream, chained = asyncio.run(scenario())
-    assert chained.state.is_completed(), (chained.state, Path(prefect_env["LOGS"], "worker.log").read_text()[-4000:])
+    assert chained.state.is_completed(), (chained.state, Path(prefect_env["LOGS"], "worker-0.log").read_text()[-4000:])
     assert chained.parameters["upstream_flow_run_id"].endswith(str(upstream.id))
     backend = LocalBackend(f"sqlite:///{prefect_env['SWEEPFLOW_HOME']}/sweepflow.db")
     sweeps = backend.store.list_sweeps()
@@ -170,3 +190,107 @@ def test_prefect_yaml_deploys_what_the_repo_ships() -> None:
     for d in spec["deployments"]:  # every spec a deployment names loads with the same models
         if "pipeline" in d.get("parameters", {}):
             load_pipeline(ROOT / d["parameters"]["pipeline"])
+
+
+def test_setup_creates_the_zombie_automation_and_registers_the_blocks(prefect_env: dict[str, str]) -> None:
+    assert "sweepflow-crash-zombie-flow-runs" in prefect_env["SETUP_AUTOMATION"]
+    assert "sweepflow-store" in prefect_env["SETUP_BLOCK"].lower() or "Sweepflow Store" in prefect_env["SETUP_BLOCK"]
+
+
+# -- the UI path over REST: "Custom run" with the form's payload, worker killed, Crashed, Retry -----------------
+
+
+def _rest(env: dict[str, str], method: str, path: str, body: dict | None = None) -> object:
+    import json
+
+    request = urllib.request.Request(
+        env["PREFECT_API_URL"] + path,
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read() or b"null")
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (read from /proc): the worker's flow-run process and anything it spawned
+    in its session (the detached sweep controller is not one of them: it outlives the flow, by design)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _wait_state(env: dict[str, str], run_id: str, types: set[str], timeout: float) -> dict:
+    deadline = time.time() + timeout
+    run = {"state_type": None}
+    while time.time() < deadline:
+        try:
+            run = _rest(env, "GET", f"/flow_runs/{run_id}")
+        except OSError:  # a read timing out on a loaded machine: poll again
+            continue
+        if run["state_type"] in types:
+            return run
+        time.sleep(1)
+    raise AssertionError(f"flow run {run_id} not in {types} within {timeout} s: {run['state_type']}")
+
+
+def test_ui_custom_run_survives_a_killed_worker_crashed_then_retry(prefect_env: dict[str, str]) -> None:
+    env = prefect_env
+    workers, start_worker = WORKERS[env["PREFECT_API_URL"]]
+    backend = LocalBackend(f"sqlite:///{env['SWEEPFLOW_HOME']}/sweepflow.db")
+    [manual] = _rest(env, "POST", "/deployments/filter", {"deployments": {"name": {"any_": ["manual"]}}})
+    # The form's exact shape: every field it renders, the untouched ones null.
+    form = {"run_cap": 3, "num_workers": None, "backend": None, "queue": None, "stages": None}
+    params = {"pipeline": "deployments/digits-refresh.yaml", "key": None, "overrides": form}
+    run = _rest(env, "POST", f"/deployments/{manual['id']}/create_flow_run", {"parameters": params})
+    key = f"digits-refresh-manual-{run['id'].replace('-', '')[:8]}"
+
+    def sweeps() -> list:
+        return [s for s in backend.store.list_sweeps() if s.key.startswith(key + "/")]
+
+    deadline = time.time() + 180
+    while not any(backend.store.counts(s.id).get("running") for s in sweeps()):
+        assert time.time() < deadline, Path(env["LOGS"], "worker-0.log").read_text()[-4000:]
+        time.sleep(0.2)
+    assert _rest(env, "GET", f"/flow_runs/{run['id']}")["state_type"] == "RUNNING"
+    worker = workers[-1]
+    victims = [*_descendants(worker.pid), worker.pid]
+    for pid in victims:  # kill -9 the worker and its flow-run process, mid-campaign
+        os.kill(pid, signal.SIGKILL)
+    killed_at = time.time()
+    worker.wait()
+    before = {s.key: s.id for s in sweeps()}
+
+    crashed = _wait_state(env, run["id"], {"CRASHED", "COMPLETED", "FAILED"}, 600)
+    seconds_to_crashed = time.time() - killed_at
+    assert crashed["state_type"] == "CRASHED", crashed["state"]
+    assert "heartbeat" in crashed["state"]["message"].lower()
+    print(f"kill -9 -> Crashed in {seconds_to_crashed:.0f} s")
+
+    start_worker()
+    # The UI's Retry button: exactly what it posts.
+    retry = {"state": {"type": "SCHEDULED", "name": "AwaitingRetry", "message": "Retry from the UI"}, "force": False}
+    accepted = _rest(env, "POST", f"/flow_runs/{run['id']}/set_state", retry)
+    assert accepted["status"] == "ACCEPT", accepted
+    final = _wait_state(env, run["id"], {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}, 900)
+    assert final["state_type"] == "COMPLETED", (final["state"], Path(env["LOGS"], "worker-1.log").read_text()[-4000:])
+
+    after = {s.key: s.id for s in sweeps()}
+    assert sorted(after) == [f"{key}/coarse", f"{key}/fine"]
+    assert {k: after[k] for k in before} == before  # the retry re-attached: no new sweep for a launched stage
+    assert [s.key for s in backend.store.list_sweeps() if s.key.startswith("digits-refresh-manual-")] == list(after)
+    assert [len(backend.runs(i)) for i in after.values()] == [3, 3]  # the override took effect, no duplicate runs
+    assert final["name"] == f"campaign digits-refresh/manual-{run['id'].replace('-', '')[:8]}"
+    artifacts = _rest(env, "POST", "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})
+    assert {f"{key}-coarse-runs", f"{key}-campaign"} <= {a["key"] for a in artifacts}
