@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import secrets
 import shutil
 import subprocess
 import sys
@@ -36,7 +37,7 @@ from sweepflow.local.command import JobError
 from sweepflow.local.drive import DEFAULT_QUEUE
 from sweepflow.local.processes import owner_is_dead
 from sweepflow.local.registry import resolve_program
-from sweepflow.local.search import SEARCHERS
+from sweepflow.local.search import engine_problems
 from sweepflow.private import private_dir
 from sweepflow.ranking import best
 from sweepflow.settings import Settings
@@ -73,15 +74,7 @@ def _transient(method: Callable[P, R]) -> Callable[P, R]:
 def check_local(config: SweepConfig) -> list[Issue]:
     """What stops the local backend from running ``config``: a method it has no engine for, a program or job
     it cannot find. Reads files only (the job registry), so ``sweepflow validate`` can call it too."""
-    problems = []
-    if config.method not in SEARCHERS:
-        problems.append(
-            Issue(
-                "method",
-                f"{config.method!r} has no search engine in the local backend.",
-                f"use one of {', '.join(sorted(SEARCHERS))}, or run this config on W&B.",
-            )
-        )
+    problems = engine_problems(config)
     try:
         resolve_program(config, config.folder)
     except JobError as exc:
@@ -151,6 +144,8 @@ class LocalBackend(Backend):
         if job.command and not config.command:
             stored["command"] = list(job.command)
         stored["queue"] = queue or config.launch_queue or DEFAULT_QUEUE
+        # The search seed is recorded with the sweep, so every controller that ever drives it draws the same.
+        stored["seed"] = config.search_seed if config.search_seed is not None else secrets.randbits(32)
         self.store.ensure_queue(stored["queue"])
         priors = [p.model_dump(mode="json") for p in prior_runs] or None
         sweep, created = self.store.create_sweep(
