@@ -1,15 +1,18 @@
 """Optuna's samplers (TPE, GP, CMA-ES, QMC, random) and pruners as engines, over W&B's parameter distributions.
 
-The sweep's runs are mirrored into an in-memory Optuna study, one trial per run in the sweep's order: runs this
-searcher proposed are Optuna's own asked trials (told when they end), any other run (a warm-start prior, a run
-from before a controller restart) is added as a finished trial. Each suggestion builds the sampler afresh with
-the seed ``(sweep seed, n)``, so a controller rebuilt from the store proposes what the first one would have.
+The sweep's runs are mirrored into an in-memory Optuna study, one trial per run in the sweep's order: runs
+this searcher proposed are Optuna's own asked trials (told when they end), any other run (a warm-start prior,
+a run from before a controller restart) is added as a finished trial. Each suggestion builds the sampler afresh
+with the seed ``(sweep seed, n)``, so a controller rebuilt from the store proposes what the first one would
+have (TPE, GP, random: tested). Two samplers keep state in the study that a rebuild cannot restore: CMA-ES (its
+generation, in the asked trials) and QMC (its position in the sequence): after a controller restart they are
+reproducible but continue differently.
 
-W&B's distributions map onto Optuna's: ``int_uniform`` -> int, ``uniform`` / ``q_uniform`` -> float (with a step),
-the log forms (``log_uniform_values``, ``inv_log_uniform_values``, and the deprecated exponent forms) -> log
-float, ``q_log_*`` -> log float rounded to ``q``, ``categorical`` -> categorical; nested parameters are flattened
-as ``outer/inner`` and nested again in the config. The unbounded ones (normal, log-normal, beta) have no Optuna
-counterpart and are refused with the field to change.
+W&B's distributions map onto Optuna's: ``int_uniform`` -> int, ``uniform`` / ``q_uniform`` -> float (with a
+step), the log forms (``log_uniform_values``, ``inv_log_uniform_values``, and the deprecated exponent forms) ->
+log float, ``q_log_*`` -> multiples of ``q`` on a log scale, ``categorical`` -> categorical; nested parameters
+are flattened as ``outer/inner`` and nested again in the config. The unbounded ones (normal, log-normal, beta)
+have no Optuna counterpart and are refused with the field to change.
 """
 
 from __future__ import annotations
@@ -64,12 +67,8 @@ class Dim:
             return self.constant
         if self.choices is not None:
             return self.choices[int(raw)]
-        value = raw
-        if self.q is not None:
-            value = round(value / self.q) * self.q
-        if self.integer:
-            value = round(value)
-        return value
+        value = raw * self.q if self.q is not None else raw
+        return round(value) if self.integer else value
 
     def encode(self, value: Any) -> Any:
         """The Optuna value of a config value (a prior run's), or raise ValueError if it is not in the space."""
@@ -86,6 +85,8 @@ class Dim:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ValueError(value)
         assert isinstance(dist, IntDistribution | FloatDistribution)
+        if self.q is not None:
+            value = round(value / self.q)
         value = min(max(value, dist.low), dist.high)  # as W&B's bayes does, clamp into a narrowed range
         if dist.step is not None:
             value = dist.low + round((value - dist.low) / dist.step) * dist.step
@@ -122,17 +123,12 @@ def _dim(path: tuple[str, ...], p: Parameter) -> Dim:
         "q_log_uniform": (math.exp(lo), math.exp(hi)),
         "q_log_uniform_values": (lo, hi),
     }[name or ""]
-    quantized = name.startswith("q_")  # type: ignore[union-attr]
-    if quantized and q == 1 and isinstance(q, int) and math.ceil(bounds[0]) <= math.floor(bounds[1]):
-        # Whole numbers on a log scale: Optuna's own int distribution, so a proposal is exactly the config value
+    if name.startswith("q_"):  # type: ignore[union-attr]
+        # Multiples k * q on a log scale: k is Optuna's own log-int, so a proposal is exactly the config value
         # (which keeps a study rebuilt from the store identical to the one that proposed it).
-        return Dim(path, IntDistribution(math.ceil(bounds[0]), math.floor(bounds[1]), log=True))
-    return Dim(
-        path,
-        FloatDistribution(*bounds, log=True),
-        q=q if quantized else None,
-        integer=quantized and isinstance(q, int),
-    )
+        k_lo, k_hi = max(1, math.ceil(bounds[0] / q - 1e-9)), max(1, math.floor(bounds[1] / q + 1e-9))
+        return Dim(path, IntDistribution(k_lo, max(k_lo, k_hi), log=True), q=q, integer=isinstance(q, int))
+    return Dim(path, FloatDistribution(*bounds, log=True))
 
 
 class OptunaSpace:
@@ -192,6 +188,8 @@ def _make(kind: str, module: Any, args: dict[str, Any], where: str) -> Any:
 
 def _sampler_args(choice: EngineChoice, seed: int | None) -> dict[str, Any]:
     args = dict(choice.sampler_args)
+    if choice.sampler == "QMCSampler":
+        args.setdefault("scramble", True)  # unscrambled, a QMC sequence ignores its seed
     if seed is not None:
         args["seed"] = seed
     return args
@@ -251,6 +249,7 @@ class OptunaSearcher(Searcher):
         self._number: dict[str, int] = {}  # run id -> trial number
         self._ended: set[str] = set()  # run ids told
         self._asked: dict[str, int] = {}  # config key -> asked trial number, until its run shows up
+        self._reported: dict[str, int] = {}  # run id -> steps reported as intermediate values
 
     def _sampler(self, seed: int) -> Any:
         # QMC keeps one scrambling for the whole sweep (a fresh one per point would lose its low discrepancy).
@@ -282,6 +281,21 @@ class OptunaSearcher(Searcher):
             self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
         self._asked.clear()
 
+    def series(self, trial: Trial) -> list[float]:
+        """The metric's logged values: Optuna's intermediate values, one step each."""
+        values = [r[self.metric] for r in trial.history if self.metric in r]
+        return [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
+
+    def report(self, trial: Trial) -> list[float]:
+        """Report the steps of a running trial not reported yet (a pruner compares trials step by step)."""
+        series = self.series(trial)
+        trial_id = self.trial_id(trial.id)
+        if trial_id is not None and trial.id not in self._ended:
+            for step in range(self._reported.get(trial.id, 0), len(series)):
+                self.storage.set_trial_intermediate_value(trial_id, step, series[step])
+            self._reported[trial.id] = len(series)
+        return series
+
     def _value(self, trial: Trial) -> float | None:
         return None if trial.state in _ENDED_BAD else metric_value(trial.summary, self.metric)
 
@@ -298,13 +312,17 @@ class OptunaSearcher(Searcher):
             params=params,
             distributions={k: self.space.distributions[k] for k in params},
             value=value if state is TrialState.COMPLETE else None,
+            intermediate_values=dict(enumerate(self.series(trial))),
         )
         self.study.add_trial(frozen)
         self._number[trial.id] = len(self.study.get_trials(deepcopy=False)) - 1
         if ended:
             self._ended.add(trial.id)
+        else:
+            self._reported[trial.id] = len(self.series(trial))
 
     def _tell(self, trial: Trial) -> None:
+        self.report(trial)
         value = self._value(trial)
         number = self._number[trial.id]
         with warnings.catch_warnings():
@@ -333,7 +351,6 @@ class OptunaPrunerStopper(Stopper):
     def __init__(self, searcher: OptunaSearcher):
         self.searcher = searcher
         self.enabled = searcher.pruner is not None
-        self._reported: dict[str, int] = {}
 
     def to_stop(self, trials: Sequence[Trial]) -> dict[str, str]:
         if not self.enabled or not any(t.state == "running" for t in trials):
@@ -345,12 +362,8 @@ class OptunaPrunerStopper(Stopper):
             trial_id = s.trial_id(trial.id)
             if trial.state != "running" or trial_id is None:
                 continue
-            series = [r[s.metric] for r in trial.history if isinstance(r.get(s.metric), int | float)]
-            series = [float(v) for v in series if math.isfinite(v)]
-            done = self._reported.get(trial.id, 0)
-            for step in range(done, len(series)):
-                s.storage.set_trial_intermediate_value(trial_id, step, series[step])
-            self._reported[trial.id] = len(series)
+            done = s._reported.get(trial.id, 0)
+            series = s.report(trial)
             if len(series) > done and s.pruner.prune(s.study, s.storage.get_trial(trial_id)):
                 out[trial.id] = f"{s.choice.pruner}: pruned at step {len(series) - 1} ({s.metric}={series[-1]:g})"
         return out
