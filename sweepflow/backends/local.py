@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import secrets
 import shutil
 import subprocess
 import sys
@@ -36,7 +37,7 @@ from sweepflow.local.command import JobError, ResolvedJob
 from sweepflow.local.drive import DEFAULT_QUEUE
 from sweepflow.local.processes import owner_is_dead
 from sweepflow.local.registry import resolve_program
-from sweepflow.local.search import SEARCHERS
+from sweepflow.local.search import engine_problems
 from sweepflow.local.txlog import RunLog, TransactionLogError, find_run_file
 from sweepflow.private import private_dir
 from sweepflow.ranking import best
@@ -79,15 +80,7 @@ def check_local(config: SweepConfig) -> list[Issue]:
 
 def _inspect(config: SweepConfig) -> tuple[list[Issue], ResolvedJob | None]:
     """The problems of ``config`` for this backend, and what its runs execute (when that could be resolved)."""
-    problems = []
-    if config.method not in SEARCHERS:
-        problems.append(
-            Issue(
-                "method",
-                f"{config.method!r} has no search engine in the local backend.",
-                f"use one of {', '.join(sorted(SEARCHERS))}, or run this config on W&B.",
-            )
-        )
+    problems = engine_problems(config)
     try:
         job = resolve_program(config, config.folder)
     except JobError as exc:
@@ -185,6 +178,8 @@ class LocalBackend(Backend):
         if job.command and not config.command:
             stored["command"] = list(job.command)
         stored["queue"] = queue or config.launch_queue or DEFAULT_QUEUE
+        # The search seed is recorded with the sweep, so every controller that ever drives it draws the same.
+        stored["seed"] = config.search_seed if config.search_seed is not None else secrets.randbits(32)
         self.store.ensure_queue(stored["queue"])
         priors = [p.model_dump(mode="json") for p in prior_runs] or None
         sweep, created = self.store.create_sweep(

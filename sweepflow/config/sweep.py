@@ -176,6 +176,14 @@ class SweepConfig(ConfigModel):
     controller: Controller | None = Field(None, description="Legacy controller selection.")
     apiVersion: str | None = Field(None, description="Config format version (unused).")
     kind: Literal["sweep"] | None = Field(None, description="Always `sweep` when given.")
+    seed: Integer | None = Field(
+        None,
+        ge=0,
+        lt=2**32,
+        description="Seed of the search (sweepflow's key, never sent to W&B): the same seed and results give "
+        "the same sequence of configs, across controller restarts too. Default: drawn at launch and recorded "
+        "with the sweep. W&B's Optuna scheduler form may give it as `scheduler.settings.sampler.args.seed`.",
+    )
     source_dir: str | None = Field(
         None,
         description="The folder the config was read from: a relative `program` and the local job registry "
@@ -277,6 +285,19 @@ class SweepConfig(ConfigModel):
         return 1
 
     @property
+    def search_seed(self) -> int | None:
+        """The seed the config gives: `seed`, else W&B's Optuna form `scheduler.settings.sampler.args.seed`."""
+        if self.seed is not None:
+            return self.seed
+        if isinstance(self.scheduler, LaunchScheduler) and isinstance(self.scheduler.settings, dict):
+            sampler = self.scheduler.settings.get("sampler")
+            args = sampler.get("args") if isinstance(sampler, dict) else None
+            seed = args.get("seed") if isinstance(args, dict) else None
+            if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32:
+                return seed
+        return None
+
+    @property
     def launch_queue(self) -> str | None:
         """The queue runs go to: top-level `queue`, else `launch.queue`."""
         return self.queue or (self.launch.queue if self.launch else None)
@@ -288,7 +309,9 @@ class SweepConfig(ConfigModel):
 
     def to_wandb(self) -> dict[str, Any]:
         """The whole config as W&B reads it, with normalized values (numbers are numbers)."""
-        out = self.model_dump(mode="json", exclude_unset=True, exclude={"parameters", "source_dir"}, by_alias=True)
+        out = self.model_dump(
+            mode="json", exclude_unset=True, exclude={"parameters", "source_dir", "seed"}, by_alias=True
+        )
         if self.parameters is not None:
             out["parameters"] = {k: p.to_wandb() for k, p in self.parameters.items()}
         if "method" not in self.model_fields_set:

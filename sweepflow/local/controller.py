@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from sweepflow.config import SweepConfig
-from sweepflow.local.search import HyperbandStopper, Trial, searcher_for
+from sweepflow.local.search import Trial, searcher_for, seed_of_id, stopper_for
 from sweepflow.ranking import lookup, metric_value, reaches
 from sweepflow.settings import DEFAULTS
 from sweepflow.store import (
@@ -88,8 +88,10 @@ class Controller:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         sweep = self._sweep()
         self.config = SweepConfig.model_validate(sweep.config)
-        self.searcher = searcher_for(self.config, rng)
-        self.stopper = HyperbandStopper(self.config)
+        # -- search (issue 13): the sweep's recorded seed, else one derived from its id (older sweeps) --
+        seed = self.config.seed if self.config.seed is not None else seed_of_id(sweep_id)
+        self.searcher = searcher_for(self.config, rng if rng is not None else seed)
+        self.stopper = stopper_for(self.config, self.searcher)
         self._last_hyperband = -math.inf
         self._exhausted = False
         self._renew_at = self._reap_at = -math.inf  # the first tick does both
@@ -160,11 +162,21 @@ class Controller:
 
     # -- decisions ------------------------------------------------------------------------------------------
 
+    def _series(self) -> dict[str, list[dict[str, Any]]]:
+        """What an engine reads of the histories: the sweep metric's logged values, as ``[{metric: v}, ...]``."""
+        metric = self.config.metric
+        if metric is None:
+            return {}
+        return {
+            rid: [{metric.name: v} for v in vs]
+            for rid, vs in self.store.metric_series(self.sweep_id, metric.name).items()
+        }
+
     def _trials(
         self, sweep: Sweep, runs: list[Any], histories: dict[str, list[dict[str, Any]]] | None = None
     ) -> list[Trial]:
         priors = (PriorRun.model_validate(p) for p in sweep.prior_runs or [])
-        trials = [Trial(f"prior-{i}", p.config, "finished", p.summary) for i, p in enumerate(priors)]
+        trials = [Trial(f"prior-{i}", p.config, "finished", p.summary, prior=True) for i, p in enumerate(priors)]
         for run in runs:
             history = (histories or {}).get(run.id, [])
             trials.append(Trial(run.id, run.config, _ENGINE_STATE[run.state], run.summary, history))
@@ -175,7 +187,7 @@ class Controller:
         if not self.stopper.enabled or not running or now - self._last_hyperband < self.settings.hyperband_every:
             return
         self._last_hyperband = now
-        trials = self._trials(sweep, runs, self.store.histories(self.sweep_id))
+        trials = self._trials(sweep, runs, self._series())
         for run_id, why in self.stopper.to_stop(trials).items():
             if any(r.id == run_id for r in running):
                 self.store.request_stop(run_id, why, now=now)
@@ -197,7 +209,7 @@ class Controller:
         free = self.config.num_workers + self._lookahead(runs) - in_flight
         if free <= 0 or self._exhausted:
             return 0
-        histories = self.store.histories(self.sweep_id) if self.config.method == "bayes" else None
+        histories = self._series() if self.config.method == "bayes" else None
         trials = self._trials(sweep, runs, histories)
         duplicates = added = 0
         while free > 0:

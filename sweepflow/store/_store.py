@@ -21,8 +21,9 @@ from dataclasses import fields
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, and_, delete, func, inspect, or_, select, update
+from sqlalchemy import Connection, Row, Text, and_, delete, func, inspect, or_, select, type_coerce, update
 from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.types import NullType
 
 from sweepflow.store import _schema as t
 from sweepflow.store._engine import BEGIN_OPTION, BUSY_TIMEOUT_S, create_sqlite_engine, default_url
@@ -36,7 +37,7 @@ from sweepflow.store._errors import (
     StoreError,
     SweepInactiveError,
 )
-from sweepflow.store._json import config_hash
+from sweepflow.store._json import config_hash, loads
 from sweepflow.store._records import (
     REQUEUEABLE,
     Agent,
@@ -719,6 +720,37 @@ class Store:
         with self._read() as conn:
             for run_id, row in conn.execute(query):
                 out.setdefault(run_id, []).append(row)
+        return out
+
+    def metric_series(self, sweep_id: str, name: str) -> dict[str, list[Any]]:
+        """Every run's logged values of one metric, by step: ``{run_id: [value, ...]}`` (rows without the key
+        are skipped; runs that never logged it are absent).
+
+        What a search engine needs of a history is this one column; SQLite extracts it, so the rows are never
+        decoded in Python (a row that is not strict JSON, one holding NaN say, is the exception).
+        """
+        h = t.run_history.c
+        text = type_coerce(h.row, Text)  # the raw TEXT, not the column's JSON decoding
+        path = '$."' + name.replace('"', '""') + '"'
+        needle = func.instr(text, '"' + name + '"') > 0
+        valid = func.json_valid(text)
+        query = (
+            select(h.run_id, valid, func.iif(valid, func.json_extract(text, path), text, type_=NullType()))
+            .join(t.runs, t.runs.c.id == h.run_id)
+            .where(t.runs.c.sweep_id == sweep_id, needle)
+            .order_by(h.run_id, h.step)
+        )
+        out: dict[str, list[Any]] = {}
+        with self._read() as conn:
+            for run_id, is_json, value in conn.execute(query):
+                if not is_json:  # NaN / Infinity as Python writes them: decode this row alone
+                    row = loads(value)
+                    if name not in row:
+                        continue
+                    value = row[name]
+                elif value is None:
+                    continue  # the key matched inside another value, or the metric was logged as null
+                out.setdefault(run_id, []).append(value)
         return out
 
     # -- queues -----------------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ from sweepflow.config import SweepConfig
 from sweepflow.local.command import ResolvedJob, build_command
 from sweepflow.local.outcome import end_state
 from sweepflow.local.runner import RunProcess, RunSpec, param_file_text
-from sweepflow.local.search import Trial, _sweep_run
+from sweepflow.local.search import Trial
+from sweepflow.local.search._sweeps import sweep_run as _sweep_run
 from sweepflow.local.txlog import RunLog, find_run_file
 from sweepflow.states import RunState
 

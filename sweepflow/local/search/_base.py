@@ -1,0 +1,101 @@
+"""What every search engine shares: the trial it is shown, the two plug-in bases, seeds, JSON values."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Trial:
+    """What an engine knows of one run: its config (parameter -> value), state and metric.
+
+    ``history`` holds the rows an engine needs, and the controller hands it only the sweep metric's series
+    (``[{metric: value}, ...]``), never the run's whole history. ``prior`` marks a warm-start run of an earlier
+    stage: it informs the search but is not one of this sweep's suggestions.
+    """
+
+    id: str
+    config: dict[str, Any]
+    state: str  # pending / running / finished / failed / crashed / killed / preempted (W&B's run states)
+    summary: dict[str, Any] = field(default_factory=dict)
+    history: Sequence[dict[str, Any]] = ()
+    prior: bool = False
+
+
+def to_json(value: Any) -> Any:
+    """Plain JSON types for anything an engine returns (numpy scalars and arrays included)."""
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [to_json(v) for v in value]
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def derived_seed(seed: int, *path: int) -> int:
+    """A 32-bit seed for one decision of a sweep (e.g. its n-th suggestion), a pure function of the sweep seed.
+
+    Seeding every suggestion from ``(seed, n)`` instead of drawing from one long-lived generator is what makes a
+    restarted controller continue the very sequence the first one would have produced.
+    """
+    return int(np.random.SeedSequence([seed, *path]).generate_state(1)[0])
+
+
+def seed_of_id(sweep_id: str) -> int:
+    """The seed of a sweep that recorded none (created before seeds were recorded): stable, from its id."""
+    return int.from_bytes(hashlib.sha256(sweep_id.encode()).digest()[:4], "big")
+
+
+class Searcher(ABC):
+    """Proposes the next configuration of a sweep from the runs so far.
+
+    Contract: ``suggest`` is a pure function of the sweep seed and ``trials`` (their order included), so two
+    controllers shown the same trials propose the same config; a searcher may cache across calls only what it
+    can rebuild from ``trials``. Values are plain JSON types; nested parameters come back nested.
+    """
+
+    #: the sweep's seed, from which every suggestion's randomness is derived
+    seed: int
+
+    @abstractmethod
+    def suggest(self, trials: Sequence[Trial]) -> dict[str, Any] | None:
+        """The next config (parameter -> JSON value), or None when the space is exhausted (grid)."""
+
+    def _suggestion_seed(self, trials: Sequence[Trial]) -> int:
+        # The n-th suggestion of the sweep gets seed (seed, n, attempt); attempt counts calls with the same n,
+        # which is how a controller asks again after the store refused a duplicate config.
+        n = sum(not t.prior for t in trials)
+        last_n, attempt = getattr(self, "_last_draw", (None, -1))
+        attempt = attempt + 1 if last_n == n else 0
+        self._last_draw = (n, attempt)
+        return derived_seed(self.seed, n, attempt)
+
+
+class Stopper(ABC):
+    """Tells which running trials to stop now (early termination); stop-only, as in W&B."""
+
+    enabled: bool = True
+
+    @abstractmethod
+    def to_stop(self, trials: Sequence[Trial]) -> dict[str, str]:
+        """Trial id -> reason, for the running trials to stop."""
+
+
+class NoStopper(Stopper):
+    """No early termination."""
+
+    enabled = False
+
+    def to_stop(self, trials: Sequence[Trial]) -> dict[str, str]:
+        return {}

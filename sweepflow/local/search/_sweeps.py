@@ -1,0 +1,173 @@
+"""W&B's own engine (the ``sweeps`` package): grid / random / bayes and Hyperband, seeded and fed lean.
+
+``sweeps`` is pure (config and prior runs in, suggestions out) but it draws from the global ``random`` and
+``numpy`` states, takes dict configs, and returns numpy scalars that JSON cannot hold. This module is the one
+place that knows that: every suggestion runs with the global RNGs seeded from ``(sweep seed, n)`` and restored
+afterwards, and values come back as plain JSON types.
+
+What the engine reads of a run is small, so that is all it is given. bayes reads the metric's minimum or maximum
+over the history and summary, and the last valid history value (``impute: latest``); nothing else of a history.
+So each run reaches it as at most three history rows (min, max, last of the valid values) and a one-key
+summary, and the :class:`SweepRun` built from that is cached while the run does not change (its state, history
+length and summary value). The suggestions are
+identical to the unmodified engine's given whole histories (``tests/search_tests/test_sweeps_engine.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from sweepflow.config import SweepConfig
+from sweepflow.local.search._base import Searcher, Stopper, Trial, to_json
+
+with warnings.catch_warnings():  # sweeps' pydantic config emits a v1-style deprecation warning on import
+    warnings.simplefilter("ignore")
+    import sweeps
+    from sweeps import RunState, SweepRun
+    from sweeps.run import is_number
+
+
+def as_seed(seed: int | np.random.Generator | None) -> int:
+    """An int seed from an int, a Generator (one draw) or None (a fresh random seed)."""
+    if seed is None:
+        seed = np.random.default_rng()
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(0, 2**32 - 1))
+    return int(seed)
+
+
+def engine_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary as the engine reads it: nested dicts also under their dotted names.
+
+    A run's history rows are flat (``wandb.log({"val": {"acc": 1}})`` is the row key ``"val.acc"``), its summary
+    nested; ``sweeps`` looks ``metric.name`` up as one key in both (``SweepRun.metric_history`` and
+    ``summary_metric``), so without this bayes would never find ``val.acc`` in a summary while Hyperband finds
+    it in the history. The rule is :func:`sweepflow.ranking.lookup`'s: the key itself wins, then the path.
+    """
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: dict[str, Any]) -> None:
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(f"{name}.", value)
+            if prefix:
+                flat.setdefault(name, value)
+
+    walk("", summary)
+    return {**flat, **summary}
+
+
+def sweep_run(trial: Trial) -> SweepRun:
+    """The trial as the engine's run model (unknown states are pending to it)."""
+    state = trial.state if trial.state in RunState.__members__ else "pending"
+    return SweepRun(
+        name=trial.id,
+        config={k: {"value": v} for k, v in trial.config.items()},
+        state=RunState(state),
+        summary_metrics=engine_summary(dict(trial.summary)),
+        history=list(trial.history),
+    )
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the engine with the global RNGs seeded from ``seed``; leave them as they were found."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+def _valid(value: Any) -> bool:
+    # sweeps.run.is_number, with the two common cases first (it costs ~2 us a call, and there are 400k calls).
+    if type(value) is float:
+        return math.isfinite(value)
+    return type(value) is int or is_number(value)
+
+
+def _lean(trial: Trial, metric: str | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """What bayes reads of a run: a one-key summary, and the min / max / last of its valid history values."""
+    if metric is None:
+        return {}, []
+    summary = {metric: trial.summary[metric]} if metric in trial.summary else {}
+    valid = [row[metric] for row in trial.history if metric in row and _valid(row[metric])]
+    kept = (min(valid), max(valid), valid[-1]) if valid else ()
+    return summary, [{metric: v} for v in kept]
+
+
+class SweepsSearcher(Searcher):
+    """grid / random / bayes, exactly as W&B's cloud controller runs them, with an explicit seed."""
+
+    def __init__(self, config: SweepConfig, seed: int | np.random.Generator | None = None):
+        self._config = config.engine_config()
+        self.seed = as_seed(seed)
+        # grid and random never read metrics: their runs need only configs.
+        self._metric = config.metric.name if config.metric and config.method == "bayes" else None
+        self._runs: dict[str, tuple[tuple[Any, ...], SweepRun]] = {}
+        self.last_info: dict[str, Any] | None = None  # the engine's search_info (bayes: EI, prediction)
+
+    def engine_runs(self, trials: Sequence[Trial]) -> list[SweepRun]:
+        """The runs handed to the engine: lean, and reused while a trial is unchanged."""
+        out = []
+        metric = self._metric
+        for trial in trials:
+            # Histories only grow, so (state, length, summary value) tells whether a run changed, in O(1).
+            key = (trial.state, len(trial.history), repr(trial.summary.get(metric)) if metric else None)
+            cached = self._runs.get(trial.id)
+            if cached is None or cached[0] != key:
+                summary, history = _lean(trial, metric)
+                run = sweep_run(Trial(trial.id, trial.config, trial.state, summary, history))
+                cached = self._runs[trial.id] = (key, run)
+            out.append(cached[1])
+        return out
+
+    def suggest(self, trials: Sequence[Trial]) -> dict[str, Any] | None:
+        runs = self.engine_runs(trials)
+        with seeded(self._suggestion_seed(trials)):
+            run = sweeps.next_run(self._config, runs)
+        if run is None:
+            return None
+        self.last_info = to_json(run.search_info) if run.search_info else None
+        return {k: to_json(v["value"]) for k, v in run.config.items()}
+
+
+class HyperbandStopper(Stopper):
+    """Which running trials Hyperband stops now; stop-only, as in W&B (bands count logged metric values)."""
+
+    def __init__(self, config: SweepConfig):
+        self._config = config.engine_config()
+        self._config.pop("scheduler", None)  # Hyperband beside an Optuna sampler: the engine needs no scheduler
+        if self._config.get("method") == "custom":
+            self._config["method"] = "random"
+        self.enabled = config.early_terminate is not None and config.metric is not None
+
+    def to_stop(self, trials: Sequence[Trial]) -> dict[str, str]:
+        """Trial id -> reason, for the running trials that fall behind at a band."""
+        if not self.enabled or not any(t.state == "running" for t in trials):
+            return {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            stopped = sweeps.stop_runs(self._config, [sweep_run(t) for t in trials])
+        return {run.name: _reason(run) for run in stopped if run.name is not None}
+
+
+def _reason(run: SweepRun) -> str:
+    # The engine explains itself in free-text lines; keep the verdict line ("Band: 3 Metric: .. Threshold: ..").
+    lines = (run.early_terminate_info or {}).get("lines") or []
+    mine = [" ".join(str(line).split()) for line in lines if f"Run: {run.name} " in str(line) and "STOP" in str(line)]
+    verdict = mine[-1] if mine else "behind at a band"
+    return f"hyperband: {verdict}"

@@ -1,0 +1,194 @@
+"""Tune a Python function with a W&B sweep config: the same controller, store and engines, no process per run.
+
+The objective takes a run's config and returns the metric (a number, or a dict of logged values), or is a
+generator that yields one value (or dict) per epoch, so Hyperband or an Optuna pruner can stop it between two
+yields. Runs go through the store exactly as a script's do (queued, claimed, history rows, summary, states), so
+``sweepflow runs`` and the campaign code read them the same way, and a sweep seed gives the same configs here and
+under the subprocess agents.
+
+>>> def loss(config):
+...     return (config["x"] - 0.3) ** 2
+>>> result = tune({"method": "random", "metric": {"name": "loss"}, "run_cap": 5,
+...                "parameters": {"x": {"min": 0.0, "max": 1.0}}}, loss, seed=1)
+>>> len(result.runs), result.state
+(5, 'finished')
+"""
+
+from __future__ import annotations
+
+import inspect
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweepflow.config import SweepConfig, load_sweep_config
+from sweepflow.errors import SweepflowError
+from sweepflow.local.controller import Controller, ControllerSettings
+from sweepflow.local.search import engine_problems
+from sweepflow.ranking import best
+from sweepflow.store import Run, Store, get_store
+
+Value = float | int | Mapping[str, Any]
+Objective = Callable[[dict[str, Any]], Value | Iterator[Value]]
+
+__all__ = ["Objective", "TuneResult", "tune"]
+
+
+@dataclass
+class TuneResult:
+    """How a tuned sweep ended, its runs (in order) and the best one."""
+
+    sweep_id: str
+    state: str
+    reason: str | None
+    runs: list[Run]
+    best_config: dict[str, Any] | None
+    best_value: float | None
+    store: Store
+
+
+@dataclass
+class _Active:
+    run: Run
+    item_id: int
+    steps: Iterator[Value]
+    summary: dict[str, Any]
+    step: int = 0
+
+
+def _row(value: Value, metric: str | None) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SweepflowError(f"the objective returned {value!r}; return a number or a dict of logged values.")
+    if metric is None:
+        raise SweepflowError("the objective returned a bare number, but the config has no `metric` to name it.")
+    return {metric: value}
+
+
+def _steps(objective: Objective, config: dict[str, Any]) -> Iterator[Value]:
+    out = objective(config)
+    if inspect.isgenerator(out) or isinstance(out, Iterator):
+        yield from out
+    else:
+        yield out  # type: ignore[misc]
+
+
+def tune(
+    config: SweepConfig | Mapping[str, Any] | str | Path,
+    objective: Objective,
+    *,
+    store: Store | str | None = "sqlite://",
+    seed: int | None = None,
+    key: str | None = None,
+    project: str = "sweepflow",
+    prior_runs: list[dict[str, Any]] | None = None,
+    lease_ttl: float = 600.0,
+) -> TuneResult:
+    """Run the sweep ``config`` against ``objective`` in this process until it ends (run_cap, grid exhausted,
+    metric target, failures), and return its runs.
+
+    Args:
+        config: a sweep config (model, mapping or YAML path); ``program`` / ``job`` are not needed.
+        objective: config -> value, or a generator of per-epoch values; raising marks the run failed.
+        store: where runs are kept; the default is an in-memory store, a URL or :class:`Store` keeps them.
+        seed: the sweep seed (else the config's ``seed``, else a random one, recorded with the sweep).
+        key: get-or-create key; with a persistent store, calling again with the same key resumes the sweep.
+        prior_runs: warm-start runs (``{config, summary}``) of an earlier stage.
+
+    Raises:
+        SweepflowError: the engine the config asks for is not installed, or the objective returned nonsense.
+    """
+    cfg = (
+        config
+        if isinstance(config, SweepConfig)
+        else load_sweep_config(dict(config) if isinstance(config, Mapping) else config)
+    )
+    problems = engine_problems(cfg)
+    if problems:
+        raise SweepflowError("cannot tune this sweep: " + "; ".join(map(str, problems)))
+    st = get_store(store)
+    stored = cfg.to_wandb()
+    chosen = seed if seed is not None else cfg.search_seed
+    stored["seed"] = chosen if chosen is not None else secrets.randbits(32)
+    sweep, _ = st.create_sweep(key, cfg.project or project, stored, run_cap=cfg.run_cap, prior_runs=prior_runs)
+    queue = f"python-{sweep.id}"  # its own queue: a shared store's other sweeps never run in this process
+    st.ensure_queue(queue)
+    controller = Controller(
+        st, sweep.id, settings=ControllerSettings(queue=queue, lease_ttl=lease_ttl, hyperband_every=0)
+    )
+    metric = cfg.metric.name if cfg.metric else None
+    agent = st.register_agent(queue, max_jobs=cfg.num_workers).id
+    active: dict[int, _Active] = {}
+    try:
+        while True:
+            alive = controller.tick()
+            while alive and len(active) < cfg.num_workers:
+                claim = st.claim_next(queue, agent, lease_ttl=lease_ttl)
+                if claim is None:
+                    break
+                run = st.mark_run_started(claim.run.id, agent, item_id=claim.item.id)
+                if run is not None:
+                    steps = _steps(objective, dict(claim.run.config))
+                    active[claim.item.id] = _Active(claim.run, claim.item.id, steps, {})
+            if not active:
+                if not alive:
+                    break
+                continue
+            # One step of every run in flight, then a heartbeat that carries the controller's stop requests:
+            # runs advance side by side, as parallel workers would, so a stopper compares them at each band.
+            for a in list(active.values()):
+                _advance(st, a, metric, active)
+            beat = st.heartbeat(agent, list(active), ttl=lease_ttl)
+            for item_id, reason in beat.stop.items():
+                a = active.pop(item_id)
+                _close(a.steps)
+                st.mark_run_finished(a.run.id, "killed", summary=a.summary, stop_reason=reason, item_id=item_id)
+    finally:
+        for a in active.values():
+            _close(a.steps)
+            st.mark_run_finished(a.run.id, "failed", stop_reason="tune() was interrupted", item_id=a.item_id)
+        st.deregister_agent(agent)
+        controller.release()
+    final = st.get_sweep(sweep.id)
+    assert final is not None
+    runs = st.runs(sweep.id)
+    found = best(runs, cfg.metric, state=lambda r: r.state, summary=lambda r: r.summary) if cfg.metric else None
+    return TuneResult(
+        sweep_id=sweep.id,
+        state=str(final.state),
+        reason=final.state_reason,
+        runs=runs,
+        best_config=found[0].config if found else None,
+        best_value=found[1] if found else None,
+        store=st,
+    )
+
+
+def _advance(st: Store, a: _Active, metric: str | None, active: dict[int, _Active]) -> None:
+    try:
+        value = next(a.steps)
+    except StopIteration:
+        active.pop(a.item_id)
+        st.mark_run_finished(a.run.id, "finished", exit_code=0, summary=a.summary, item_id=a.item_id)
+        return
+    except Exception as exc:  # the user's code failed: the run failed, the sweep goes on (W&B's behaviour)
+        active.pop(a.item_id)
+        why = f"{type(exc).__name__}: {exc}"
+        st.mark_run_finished(a.run.id, "failed", exit_code=1, summary=a.summary, stop_reason=why, item_id=a.item_id)
+        return
+    row = _row(value, metric)
+    a.summary.update(row)  # W&B's summary: the last logged value of each key
+    st.append_history(
+        a.run.id, [{**row, "_step": a.step, "_timestamp": time.time()}], summary=a.summary, item_id=a.item_id
+    )
+    a.step += 1
+
+
+def _close(steps: Iterator[Value]) -> None:
+    close = getattr(steps, "close", None)
+    if callable(close):
+        close()

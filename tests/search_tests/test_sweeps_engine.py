@@ -1,0 +1,141 @@
+"""W&B's engine fed lean (the metric's min / max / last instead of whole histories) proposes exactly what the
+unmodified engine proposes from whole histories, seeded alike; and a sweep seed fixes the whole sequence."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from sweepflow.config import load_sweep_config
+from sweepflow.local.search import SweepsSearcher, Trial, derived_seed, searcher_for
+from sweepflow.local.search._sweeps import seeded, sweep_run
+from sweepflow.store import get_store
+
+STATES = ["finished"] * 6 + ["failed", "crashed", "killed", "running", "pending"]
+
+
+def _history(rng: random.Random, n: int, base: float) -> list[dict]:
+    # A smooth objective (so the GP fits, rather than falling back to a random point) plus per-step noise.
+    rows = []
+    for step in range(n):
+        row: dict = {"_step": step, "lr": rng.random(), "other": "text"}
+        roll = rng.random()
+        if roll < 0.8:
+            row["loss"] = base + rng.uniform(0.0, 0.5) + 1.0 / (step + 1)
+        elif roll < 0.85:
+            row["loss"] = math.nan
+        elif roll < 0.88:
+            row["loss"] = "diverged"
+        rows.append(row)
+    return rows
+
+
+def _trials(rng: random.Random, n: int, rows: int) -> list[Trial]:
+    out = []
+    for i in range(n):
+        config = {"x": rng.uniform(-5, 10), "y": rng.uniform(0, 15), "opt": rng.choice(["adam", "sgd"])}
+        base = (config["x"] - 2) ** 2 / 10 + (config["y"] - 7) ** 2 / 20 + (config["opt"] == "sgd")
+        history = _history(rng, rng.randint(0, rows), base)
+        summary = {"lr": 0.1}
+        if history and rng.random() < 0.9:
+            summary["loss"] = history[-1].get("loss", rng.random())
+        out.append(Trial(f"r{i}", config, rng.choice(STATES), summary, history))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("goal", "impute", "while_running", "runs", "fits"),
+    [
+        ("minimize", None, None, 30, False),
+        ("maximize", "latest", "best", 30, True),
+        ("minimize", "best", "latest", 25, True),
+        ("minimize", "worst", "worst", 130, False),  # above 100 runs bayes fits on a resample
+    ],
+)
+def test_lean_bayes_suggests_exactly_what_whole_histories_give(goal, impute, while_running, runs, fits) -> None:
+    # Where the GP fits, the suggestion depends on every imputed value (where it does not, bayes proposes a
+    # random point and only the config handling is compared).
+    metric = {"name": "loss", "goal": goal}
+    if impute:
+        metric["impute"] = impute
+    if while_running:
+        metric["impute_while_running"] = while_running
+    config = load_sweep_config(
+        {
+            "method": "bayes",
+            "metric": metric,
+            "parameters": {
+                "x": {"min": -5.0, "max": 10.0},
+                "y": {"min": 0.0, "max": 15.0},
+                "opt": {"values": ["adam", "sgd"]},
+            },
+        }
+    )
+    rng = random.Random(runs)
+    trials = _trials(rng, runs, 40)
+    searcher = SweepsSearcher(config, seed=11)
+    import sweeps
+
+    for _ in range(2):  # the second call reuses cached runs
+        ours = searcher.suggest(trials)
+        if fits:
+            assert "random sample" not in (searcher.last_info or {}).get("warnings", ""), "the GP must fit"
+        n, attempt = searcher._last_draw
+        with seeded(derived_seed(11, n, attempt)):
+            theirs = sweeps.next_run(config.engine_config(), [sweep_run(t) for t in trials])
+        assert ours == {k: v["value"] for k, v in theirs.config.items()}
+        trials = [*trials[:-1], Trial(trials[-1].id, trials[-1].config, "finished", {"loss": 0.0})]
+    # The engine was given at most three rows per run, and only the metric.
+    lean = searcher.engine_runs(trials)
+    assert all(len(r.history) <= 3 and set(r.summary_metrics) <= {"loss"} for r in lean)
+
+
+def _sequence(config: dict, seed: int, n: int, restart_at: int | None = None) -> list[dict]:
+    cfg = load_sweep_config(config)
+    searcher = searcher_for(cfg, seed)
+    trials: list[Trial] = []
+    for i in range(n):
+        if i == restart_at:
+            searcher = searcher_for(cfg, seed)  # a new controller, rebuilt from the store
+        suggestion = searcher.suggest(trials)
+        loss = (suggestion["x"] - 0.3) ** 2
+        trials.append(Trial(str(i), suggestion, "finished", {"loss": loss}, [{"loss": loss}]))
+    return [t.config for t in trials]
+
+
+@pytest.mark.parametrize("method", ["random", "bayes"])
+def test_a_seed_fixes_the_sequence_across_restarts_and_leaves_global_rngs_alone(method: str) -> None:
+    config = {"method": method, "metric": {"name": "loss"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    np.random.seed(5)
+    random.seed(5)
+    before = (np.random.random(), random.random())
+    np.random.seed(5)
+    random.seed(5)
+    first = _sequence(config, 42, 8)
+    assert (np.random.random(), random.random()) == before
+    assert _sequence(config, 42, 8, restart_at=5) == first
+    assert _sequence(config, 43, 8) != first
+
+
+def test_metric_series_reads_one_column_of_the_histories() -> None:
+    store = get_store("sqlite://")
+    sweep, _ = store.create_sweep(None, "p", {"method": "random"})
+    a = store.add_run(sweep.id, {"x": 1}, queue="q")
+    b = store.add_run(sweep.id, {"x": 2}, queue="q")
+    store.append_history(
+        a.id,
+        [
+            {"_step": 0, "loss": 1.5},
+            {"_step": 1, "acc": 3},
+            {"_step": 2, "loss": math.nan},  # not strict JSON: decoded in Python
+            {"_step": 3, "loss": 2, "val.loss": 5},
+            {"_step": 4, "note": '"loss"'},  # the name inside another value is not the key
+        ],
+    )
+    store.append_history(b.id, [{"_step": 0, "val.loss": 1.0}])
+    series = store.metric_series(sweep.id, "loss")
+    assert list(series) == [a.id] and series[a.id][0] == 1.5 and math.isnan(series[a.id][1]) and series[a.id][2] == 2
+    assert store.metric_series(sweep.id, "val.loss") == {a.id: [5], b.id: [1.0]}
