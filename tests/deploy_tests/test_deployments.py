@@ -143,7 +143,7 @@ def test_chained_campaign_runs_after_data_refresh(prefect_env: dict[str, str]) -
             started = time.time()
             refresh = await client.read_deployment_by_name("data-refresh/data-refresh")
             upstream = await client.create_flow_run_from_deployment(refresh.id)
-            chained = await _wait_for_run(client, "retune-after-refresh", started, 300)
+            chained = await _wait_for_run(client, "retune-after-refresh", started, 900)
             return upstream, chained
 
     upstream, chained = asyncio.run(scenario())
@@ -171,7 +171,7 @@ def test_manual_deployment_takes_typed_parameters_and_rejects_bad_ones(prefect_e
             params = {"pipeline": "deployments/digits-refresh.yaml", "key": "by-hand",
                       "overrides": {"run_cap": 2, "num_workers": 1}}  # fmt: skip
             await client.create_flow_run_from_deployment(manual.id, parameters=params)
-            return bad.value, await _wait_for_run(client, "tune", started, 300)
+            return bad.value, await _wait_for_run(client, "tune", started, 900)
 
     rejected, run = asyncio.run(scenario())
     assert "overrides.run_cap" in str(rejected)
