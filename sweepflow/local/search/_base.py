@@ -99,3 +99,19 @@ class NoStopper(Stopper):
 
     def to_stop(self, trials: Sequence[Trial]) -> dict[str, str]:
         return {}
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """What a config asks for: an engine, and for Optuna a sampler and a pruner with their arguments."""
+
+    engine: str
+    sampler: str | None = None
+    sampler_args: dict[str, Any] = field(default_factory=dict)
+    pruner: str | None = None
+    pruner_args: dict[str, Any] = field(default_factory=dict)
+    where: str = "method"  # the config field that chose the engine, for error messages
+
+    @property
+    def name(self) -> str:
+        return self.engine if self.sampler is None else f"{self.engine}:{self.sampler}"

@@ -15,12 +15,13 @@ config whose engine is missing is refused by ``sweepflow validate`` and ``LocalB
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sweepflow.config import SweepConfig
 from sweepflow.config.sweep import EngineScheduler, LaunchScheduler
 from sweepflow.errors import Issue
+from sweepflow.local.search._base import EngineChoice
 
 #: The Optuna samplers sweepflow offers, by the class name W&B's Optuna scheduler takes in ``sampler.type``.
 OPTUNA_SAMPLERS = ("TPESampler", "GPSampler", "CmaEsSampler", "QMCSampler", "RandomSampler")
@@ -51,22 +52,6 @@ ENGINES: dict[str, Engine] = {
     "sweeps": Engine("sweeps", ("sweeps",), "pip install 'wandb[sweeps]'"),
     "optuna": Engine("optuna", ("optuna",), "pip install 'sweepflow[optuna]'"),
 }
-
-
-@dataclass(frozen=True)
-class EngineChoice:
-    """What a config asks for: an engine, and for Optuna a sampler and a pruner with their arguments."""
-
-    engine: str
-    sampler: str | None = None
-    sampler_args: dict[str, Any] = field(default_factory=dict)
-    pruner: str | None = None
-    pruner_args: dict[str, Any] = field(default_factory=dict)
-    where: str = "method"  # the config field that chose the engine, for error messages
-
-    @property
-    def name(self) -> str:
-        return self.engine if self.sampler is None else f"{self.engine}:{self.sampler}"
 
 
 def _is_optuna_job(job: str | None) -> bool:

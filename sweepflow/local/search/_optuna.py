@@ -28,8 +28,7 @@ from typing import Any
 from sweepflow.config import SweepConfig
 from sweepflow.config.parameters import Parameter, iter_leaves, param_loc
 from sweepflow.errors import Issue, SweepflowError
-from sweepflow.local.search._base import Searcher, Stopper, Trial, to_json
-from sweepflow.local.search._engines import EngineChoice
+from sweepflow.local.search._base import EngineChoice, Searcher, Stopper, Trial, to_json
 from sweepflow.ranking import metric_value
 
 with warnings.catch_warnings():
