@@ -1,7 +1,8 @@
 """Run and sweep states: W&B's own vocabulary, defined once for the store, both backends, the CLI and the flows.
 
 Run states are those of W&B's runs and of its search engine (``sweeps.RunState``): a run the sweep stopped early
-(Hyperband) or that a cancel killed is ``killed``, with sweepflow's reason beside it in ``stop_reason``. Sweep
+(Hyperband) or that a cancel killed is ``killed``, with sweepflow's reason beside it in ``stop_reason``, unless
+its own SIGTERM handler finished it cleanly (then ``finished``, as W&B records it; see ``local/outcome.py``). Sweep
 states are those ``wandb sweep`` sets (``--stop`` ends in ``finished``, ``--cancel`` in ``canceled``, W&B's
 spelling), written in lower case like the run states.
 """
