@@ -29,7 +29,8 @@ def test_version_and_help() -> None:
 
 
 def test_validate_accepts_the_repo_configs() -> None:
-    result = _run("validate", *(str(p) for p in sorted((ROOT / "deployments").glob("*.yaml"))))
+    ours = [p for p in sorted((ROOT / "deployments").glob("*.yaml")) if p.name != "automations.yaml"]  # Prefect's
+    result = _run("validate", *(str(p) for p in ours))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "valid pipeline (2 stages)" in result.stdout
 
