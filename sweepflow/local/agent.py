@@ -108,7 +108,7 @@ class Agent:
         report_interval: float = DEFAULTS.report_interval,
         start_run: StartRun | None = None,
         on_event: OnEvent | None = None,
-        max_consecutive_failed_runs: int = 0,
+        max_consecutive_failed_runs: int = DEFAULTS.max_consecutive_failures,
     ):
         self.store = store
         self.queue = queue

@@ -25,7 +25,7 @@ from typing import Protocol
 from sweepflow.local.agent import Agent, OnEvent, StartRun
 from sweepflow.local.controller import Controller, ControllerLeaseTaken, ControllerSettings
 from sweepflow.local.processes import owner_is_dead, process_gone
-from sweepflow.settings import Settings
+from sweepflow.settings import DEFAULTS, Settings
 from sweepflow.states import SweepState
 from sweepflow.store import NotFoundError, Store, Sweep
 
@@ -54,7 +54,7 @@ class Driver:
         *,
         embedded_agents: bool | None = None,
         queue_served: Callable[[], bool] = lambda: False,
-        poll_interval: float = 0.02,
+        poll_interval: float = DEFAULTS.poll_interval,
     ):
         self.store = store
         self.controller = controller
