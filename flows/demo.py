@@ -59,6 +59,8 @@ def prefect_server(timeout_s: float = 120.0) -> Iterator[None]:
         os.environ["PREFECT_API_URL"] = url
         yield
     finally:
+        if "prefect.logging.handlers" in sys.modules:  # send the flow's last logs while the server still listens
+            sys.modules["prefect.logging.handlers"].APILogHandler().flush()
         server.send_signal(signal.SIGINT)  # Prefect's server stops cleanly on SIGINT
         try:
             server.wait(timeout=20)
