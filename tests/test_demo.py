@@ -9,7 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from sweepflow.store import Store
+
+pytestmark = pytest.mark.slow  # a real Prefect server (and worker): run with `pytest -m slow`
 
 
 def _children(pid: int) -> list[int]:

@@ -25,6 +25,8 @@ import yaml
 from sweepflow.backends.local import LocalBackend
 from sweepflow.config import load_pipeline
 
+pytestmark = pytest.mark.slow  # a real Prefect server (and worker): run with `pytest -m slow`
+
 ROOT = Path(__file__).resolve().parents[2]
 #: The prefect CLI of this interpreter (CI's ./.venv), run as a module: the worker then starts flow runs with the
 #: same interpreter, so they import this checkout's code even where the venv has no `prefect` console script.
