@@ -11,10 +11,10 @@ from __future__ import annotations
 from prefect import flow
 from pydantic import Field
 
-from flows.sweep_pipeline import sweep_pipeline
 from sweepflow.campaign.results import CampaignResult
 from sweepflow.config import Derive, Pipeline, Stage, SweepConfig, WarmStart, iter_leaves, load_sweep_config
 from sweepflow.config.base import ConfigModel
+from sweepflow.flows.sweep_pipeline import sweep_pipeline
 
 NUMERIC = {
     "uniform",

@@ -2,7 +2,8 @@
 
 It writes a fresh train/validation split of scikit-learn's digits to ``$SWEEPFLOW_HOME/data/<version>/digits.npz``
 (the version is the flow run's id), which ``examples/train_digits.py`` reads through its ``data_dir`` config key.
-The campaign chained after it (``flows/after_refresh.py``) derives the same folder from the same id.
+The campaign chained after it (``retune_after_refresh`` in ``flows/deployed.py``) derives the same folder from
+the same id.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The demo campaign (``sweepflow demo``): a coarse random stage with Hyperband, then a bayes stage on the
-space narrowed around its best runs, training scikit-learn's digits MLP offline. Run as ``python -m flows.demo``.
+space narrowed around its best runs, training scikit-learn's digits MLP offline.
+Run as ``python -m sweepflow.flows.demo``.
 
 With no Prefect server configured (``PREFECT_API_URL`` unset) the demo starts one on 127.0.0.1 for its own use,
 tied to its life: Prefect's own temporary server outlives a ``kill -9`` of the process that started it, this one
@@ -18,15 +19,15 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 
 from sweepflow.local.processes import die_with_parent
 from sweepflow.private import private_dir
 from sweepflow.settings import Settings
+from sweepflow.shipped import demo_spec
 
-SPEC = Path(__file__).resolve().parents[1] / "deployments" / "digits-campaign.yaml"
+SPEC = demo_spec()
 
 
 @contextmanager
@@ -78,21 +79,22 @@ def _healthy(url: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sweepflow demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--key", help="Campaign key; the same key resumes (default: a new one).")
+    parser.add_argument("--run-cap", type=int, help="Run cap of each stage, for a quicker demo (default: the spec's).")
     args = parser.parse_args(argv)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
-    if not SPEC.is_file():
-        print(f"error the demo campaign is not at {SPEC}; run the demo from a checkout (pip install -e .).")
-        return 1
     key = args.key or f"digits-demo-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"demo campaign {key}: {SPEC}", flush=True)
     with prefect_server():
-        from flows.sweep_pipeline import sweep_pipeline  # once PREFECT_API_URL is set: Prefect reads it on import
+        from sweepflow.campaign.preflight import load_campaign
+        from sweepflow.config.overrides import CampaignOverrides, apply_overrides
         from sweepflow.errors import SweepflowError
+        from sweepflow.flows.sweep_pipeline import sweep_pipeline  # once PREFECT_API_URL is set: Prefect reads it
 
         try:
-            result = sweep_pipeline(str(SPEC), key=key)
+            spec = apply_overrides(load_campaign(SPEC), CampaignOverrides(run_cap=args.run_cap))
+            result = sweep_pipeline(spec, key=key)
         except SweepflowError as exc:
             print(f"error {exc}", file=sys.stderr)
             return 1

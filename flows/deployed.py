@@ -22,12 +22,12 @@ from pathlib import Path
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.data_refresh import data_dir_for
-from flows.sweep_pipeline import sweep_pipeline
 from sweepflow.campaign.preflight import load_campaign
 from sweepflow.campaign.results import CampaignResult
 from sweepflow.config import Pipeline
 from sweepflow.config.overrides import CampaignOverrides, apply_overrides
+from sweepflow.flows.data_refresh import data_dir_for
+from sweepflow.flows.sweep_pipeline import sweep_pipeline
 
 DEFAULT_SPEC = "deployments/digits-campaign.yaml"
 

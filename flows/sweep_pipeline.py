@@ -22,14 +22,14 @@ from sweepflow.config import Pipeline
 from sweepflow.config.pipeline import check_campaign_key
 from sweepflow.errors import SweepflowError
 from sweepflow.settings import Settings
-from tasks._common import artifact_key
-from tasks.analyze import analyze
-from tasks.check_campaign import check_campaign
-from tasks.collect_runs import collect_runs
-from tasks.launch_sweep import launch_stage, launch_sweep
-from tasks.plan_stage import plan_stage
-from tasks.report import report
-from tasks.wait_for_sweep import wait_for_sweep
+from sweepflow.tasks._common import artifact_key
+from sweepflow.tasks.analyze import analyze
+from sweepflow.tasks.check_campaign import check_campaign
+from sweepflow.tasks.collect_runs import collect_runs
+from sweepflow.tasks.launch_sweep import launch_stage, launch_sweep
+from sweepflow.tasks.plan_stage import plan_stage
+from sweepflow.tasks.report import report
+from sweepflow.tasks.wait_for_sweep import wait_for_sweep
 
 
 def campaign_run_name() -> str:

@@ -6,10 +6,10 @@ from prefect import flow
 
 from sweepflow.campaign.results import StageResult, stage_result
 from sweepflow.config import SweepConfig, load_sweep_config
-from tasks.analyze import analyze
-from tasks.collect_runs import collect_runs
-from tasks.launch_sweep import launch_sweep
-from tasks.wait_for_sweep import wait_for_sweep
+from sweepflow.tasks.analyze import analyze
+from sweepflow.tasks.collect_runs import collect_runs
+from sweepflow.tasks.launch_sweep import launch_sweep
+from sweepflow.tasks.wait_for_sweep import wait_for_sweep
 
 
 @flow(name="sweep-stage", log_prints=True)

@@ -1,7 +1,8 @@
 """sweepflow: run whole W&B hyperparameter campaigns as one durable Prefect DAG.
 
-This package is the Prefect-free core: config models, backends, analysis and the CLI. Prefect tasks and flows
-live in the top-level ``tasks`` and ``flows`` packages and depend on this one, never the other way round.
+The core (config models, backends, analysis, the CLI) never imports Prefect. The Prefect tasks and flows are
+``sweepflow.tasks`` and ``sweepflow.flows`` (the repository's ``tasks/`` and ``flows/`` folders, installed under
+this one import name); they depend on the core, never the other way round.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -13,14 +14,14 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = ["__version__"]
 
-#: Prefect blocks, defined outside the core (tasks/blocks.py) and loaded only when asked for, so that
+#: Prefect blocks, defined outside the core (sweepflow.tasks.blocks) and loaded only when asked for, so that
 #: `prefect block register -m sweepflow` finds them while `import sweepflow` never imports Prefect.
 _BLOCKS = ("SweepflowStore",)
 
 
 def __getattr__(name: str) -> object:
     if name in _BLOCKS:
-        from tasks import blocks
+        from sweepflow.tasks import blocks
 
         return getattr(blocks, name)
     raise AttributeError(f"module 'sweepflow' has no attribute {name!r}")

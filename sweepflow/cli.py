@@ -390,6 +390,9 @@ def runs_cmd(
 @app.command("demo")
 def demo(
     key: Annotated[str | None, typer.Option("--key", help="Campaign key; the same key resumes (default: new).")] = None,
+    run_cap: Annotated[
+        int | None, typer.Option("--run-cap", min=1, help="Run cap of each stage, for a quicker demo.")
+    ] = None,
 ) -> None:
     """Run the demo campaign: a coarse random stage with Hyperband, then a bayes stage on the narrowed space."""
     import os
@@ -398,7 +401,22 @@ def demo(
     # The demo is a Prefect flow (flows/demo.py): the core CLI becomes that program (exec, same process, so a
     # signal to `sweepflow demo` reaches the flow) rather than importing Prefect code into the core.
     sys.stdout.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "flows.demo", *(["--key", key] if key else [])])
+    options = [*(["--key", key] if key else []), *(["--run-cap", str(run_cap)] if run_cap else [])]
+    os.execv(sys.executable, [sys.executable, "-m", "sweepflow.flows.demo", *options])
+
+
+@app.command("init")
+@_guard
+def init_cmd(
+    folder: Annotated[Path, typer.Argument(help="Where to write the starter campaign (created if missing).")] = Path(),
+) -> None:
+    """Write a starter campaign: pipeline spec, sweep config, W&B-style training script, job registry, prefect.yaml."""
+    from sweepflow.starter import write_starter
+
+    for path in write_starter(folder):
+        out.print(f"wrote {escape(str(path))}")
+    spec = escape(str(folder / "digits-campaign.yaml"))
+    out.print(f"next: sweepflow validate {spec}; then `prefect --no-prompt deploy --all` in {escape(str(folder))}")
 
 
 @app.command("queue")

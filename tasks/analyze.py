@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from sweepflow.campaign.analysis import SUMMARY, best_run, config_of, cost_summary, importance, top_k
 from sweepflow.campaign.report import fmt, importance_markdown, markdown_table, runs_table
 from sweepflow.config import Metric
-from tasks._common import artifact_key
+from sweepflow.tasks._common import artifact_key
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

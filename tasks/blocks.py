@@ -1,5 +1,6 @@
-"""The project's Prefect blocks: `prefect block register -m sweepflow` registers them (``sweepflow`` re-exports
-them lazily, so the Prefect-free core never imports Prefect unless a block is asked for).
+"""The project's Prefect blocks. Prefect imports this module through sweepflow's ``prefect.collections`` entry
+point, so a saved block loads by its type in any process; `prefect block register -m sweepflow` registers them
+(``sweepflow`` re-exports them lazily, so the Prefect-free core never imports Prefect unless a block is asked for).
 
 - :class:`SweepflowStore`: where the embedded backend keeps its sweeps (a store URL), saved once in the UI and
   loaded by name, so every deployment of a team points at the same store. The W&B credentials block comes with
@@ -30,7 +31,6 @@ class SweepflowStore(Block):
     _block_type_name: ClassVar[str] = "Sweepflow Store"
     _block_type_slug: ClassVar[str] = "sweepflow-store"
     _description: ClassVar[str] = "Where sweepflow's embedded backend keeps its sweeps (a database URL)."
-    _documentation_url: ClassVar[str] = "https://github.com/sweepflow/sweepflow#deployments"
 
     url: str | None = Field(
         None,

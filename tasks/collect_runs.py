@@ -7,7 +7,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from sweepflow.campaign.analysis import runs_frame
-from tasks._common import backend_for, retry_transient
+from sweepflow.tasks._common import backend_for, retry_transient
 
 
 @task(

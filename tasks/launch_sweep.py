@@ -24,7 +24,7 @@ from sweepflow.backends import PriorRun, SweepHandle, SweepNotFound, TransientBa
 from sweepflow.config import SweepConfig
 from sweepflow.errors import SweepflowError
 from sweepflow.settings import Settings
-from tasks._common import backend_for, retry_transient
+from sweepflow.tasks._common import backend_for, retry_transient
 
 
 class StageLaunchError(SweepflowError):

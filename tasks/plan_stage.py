@@ -13,7 +13,7 @@ from sweepflow.campaign.plan import Outcome, Plan, Skip
 from sweepflow.campaign.plan import plan_stage as plan
 from sweepflow.campaign.report import describe_param, fmt
 from sweepflow.config import Pipeline
-from tasks._common import artifact_key, backend_for
+from sweepflow.tasks._common import artifact_key, backend_for
 
 
 @task(name="plan-stage", task_run_name="plan-stage[{name}]", cache_policy=NO_CACHE)

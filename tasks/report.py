@@ -17,7 +17,7 @@ from sweepflow.campaign.report import parallel_coordinates, png_markdown, summar
 from sweepflow.campaign.results import CampaignResult
 from sweepflow.config import Metric
 from sweepflow.private import private_dir
-from tasks._common import artifact_key
+from sweepflow.tasks._common import artifact_key
 
 
 @task(name="report", task_run_name="report[{result.key}]", cache_policy=NO_CACHE)

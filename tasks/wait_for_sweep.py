@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from sweepflow.backends import SweepHandle, SweepStatus
 from sweepflow.errors import SweepflowError
-from tasks._common import artifact_key, backend_for, retry_transient
+from sweepflow.tasks._common import artifact_key, backend_for, retry_transient
 
 
 class SweepTimeout(SweepflowError):

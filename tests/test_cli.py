@@ -121,5 +121,7 @@ def test_validate_refuses_what_the_local_backend_cannot_run(tmp_path: Path) -> N
 def test_the_demo_is_a_flow_the_cli_starts_as_a_program() -> None:
     result = _run("demo", "--help")
     assert result.returncode == 0 and "--key" in result.stdout
-    direct = subprocess.run([sys.executable, "-m", "flows.demo", "--help"], capture_output=True, text=True, timeout=60)
+    direct = subprocess.run(
+        [sys.executable, "-m", "sweepflow.flows.demo", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert direct.returncode == 0 and "--key" in direct.stdout

@@ -43,7 +43,7 @@ def test_kill_9_of_the_demo_takes_its_prefect_server_along(tmp_path: Path) -> No
     env = {**os.environ, "SWEEPFLOW_HOME": str(home), "PREFECT_HOME": str(tmp_path / "prefect")}
     env.pop("PREFECT_API_URL", None)
     demo = subprocess.Popen(
-        [sys.executable, "-m", "flows.demo", "--key", "kill-test"],
+        [sys.executable, "-m", "sweepflow.flows.demo", "--key", "kill-test"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

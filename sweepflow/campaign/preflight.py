@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sweepflow.config import Pipeline, load_pipeline
 from sweepflow.errors import ConfigError, Issue, SweepflowError
+from sweepflow.shipped import shipped_spec
 
 
 class CampaignError(SweepflowError):
@@ -24,8 +25,14 @@ def one_line(source: str, issues: list[Issue]) -> str:
 
 
 def load_campaign(path: str | Path) -> Pipeline:
-    """The pipeline spec at ``path``, or :class:`CampaignError` in one line (a missing file names where it looked)."""
+    """The pipeline spec at ``path``, or :class:`CampaignError` in one line (a missing file names where it looked).
+
+    A relative ``deployments/<name>`` that is not in the working directory is one of the specs sweepflow ships, so
+    the deployments' defaults work on a worker that has the wheel and no checkout.
+    """
     source = Path(path)
+    if not source.is_file() and not source.is_absolute():
+        source = shipped_spec(source) or source
     if not source.is_file():
         raise CampaignError(
             f"pipeline: no such file {str(path)!r} (looked in {Path.cwd()}). Fix: give a spec path relative to the "

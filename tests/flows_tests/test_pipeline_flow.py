@@ -13,10 +13,10 @@ from pathlib import Path
 import yaml
 from prefect.settings import PREFECT_API_URL
 
-from flows.campaigns import FineStage, multi_stage_sweep, nested_sweep, warm_start_sweep
-from flows.sweep_pipeline import sweep_pipeline
 from sweepflow.backends.local import LocalBackend
 from sweepflow.config import Pipeline
+from sweepflow.flows.campaigns import FineStage, multi_stage_sweep, nested_sweep, warm_start_sweep
+from sweepflow.flows.sweep_pipeline import sweep_pipeline
 from tests.flows_tests.conftest import coarse_sweep
 
 FINE = {"from": "coarse", "top_k": 3, "narrow": ["quality", "width"], "keep_seen": ["kind"], "warm_start": 3,
@@ -81,7 +81,7 @@ def test_multi_stage_and_warm_start_flows() -> None:
 
 
 def test_a_flow_retry_after_a_task_failure_resumes_the_same_sweeps(monkeypatch, tmp_path: Path) -> None:
-    import tasks.collect_runs as collect_module
+    import sweepflow.tasks.collect_runs as collect_module
 
     real, calls = collect_module.runs_frame, []
 
@@ -108,7 +108,7 @@ def test_kill_9_of_the_flow_process_then_a_new_flow_run_resumes(tmp_path: Path) 
                                                "sleep": {"value": 0.4}})  # fmt: skip
     spec_path.write_text(yaml.safe_dump({"name": "camp", "stages": {"coarse": {"sweep": slow}}}))
     code = textwrap.dedent(f"""
-        from flows.sweep_pipeline import sweep_pipeline
+        from sweepflow.flows.sweep_pipeline import sweep_pipeline
         r = sweep_pipeline({str(spec_path)!r}, key="killed", report_dir={str(tmp_path / "r")!r})
         print("DONE", r.stages["coarse"].sweep_id)
     """)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from prefect.settings import PREFECT_HOME, PREFECT_SERVER_DATABASE_CONNECTION_URL
 
-from flows.sweep_pipeline import sweep_pipeline
 from sweepflow.config import Pipeline
+from sweepflow.flows.sweep_pipeline import sweep_pipeline
 from tests.flows_tests.conftest import coarse_sweep
 
 

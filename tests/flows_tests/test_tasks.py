@@ -11,9 +11,9 @@ from sweepflow.backends import TransientBackendError
 from sweepflow.backends.local import LocalBackend
 from sweepflow.config import load_sweep_config
 from sweepflow.errors import SweepflowError
-from tasks._common import retry_transient
-from tasks.collect_runs import collect_runs
-from tasks.launch_sweep import launch_sweep
+from sweepflow.tasks._common import retry_transient
+from sweepflow.tasks.collect_runs import collect_runs
+from sweepflow.tasks.launch_sweep import launch_sweep
 from tests.flows_tests.conftest import coarse_sweep
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.deployed import tune
-from flows.sweep_pipeline import sweep_pipeline
 from sweepflow.backends.local import LocalBackend
 from sweepflow.config import Pipeline, load_pipeline
 from sweepflow.config.overrides import CampaignOverrides, apply_overrides
+from sweepflow.flows.deployed import tune
+from sweepflow.flows.sweep_pipeline import sweep_pipeline
 from tests.flows_tests.conftest import coarse_sweep
 
 #: Exactly what Prefect's "Custom run" form sends when only the run cap was filled in.
@@ -43,7 +43,7 @@ def test_the_forms_null_filled_overrides_mean_not_overridden(tmp_path: Path) -> 
 
 
 def test_default_manual_key_is_the_flow_runs_and_survives_a_retry(monkeypatch, tmp_path: Path) -> None:
-    import tasks.collect_runs as collect_module
+    import sweepflow.tasks.collect_runs as collect_module
 
     real, calls = collect_module.runs_frame, []
 
