@@ -42,3 +42,21 @@ def coarse_sweep(**top) -> dict:
         },
         **top,
     }
+
+
+@pytest.fixture
+def collect_fails_once(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make the first `collect_runs` of the test fail after its sweep finished (a task failure a flow retry must
+    resume from); returns the list of calls, so a test can check the flow really ran twice."""
+    import sweepflow.tasks.collect_runs as collect_module
+
+    real, calls = collect_module.runs_frame, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("injected failure after the sweep finished")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(collect_module, "runs_frame", flaky)
+    return calls

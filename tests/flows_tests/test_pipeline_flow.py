@@ -80,18 +80,8 @@ def test_multi_stage_and_warm_start_flows() -> None:
     assert sweep.prior_runs and len(sweep.prior_runs) <= 3
 
 
-def test_a_flow_retry_after_a_task_failure_resumes_the_same_sweeps(monkeypatch, tmp_path: Path) -> None:
-    import sweepflow.tasks.collect_runs as collect_module
-
-    real, calls = collect_module.runs_frame, []
-
-    def flaky(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("injected failure after the sweep finished")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(collect_module, "runs_frame", flaky)
+def test_a_flow_retry_after_a_task_failure_resumes_the_same_sweeps(collect_fails_once, tmp_path: Path) -> None:
+    calls = collect_fails_once
     spec = _spec(
         coarse={"sweep": coarse_sweep(run_cap=3)}, fine={"needs": ["coarse"], "derive": {**FINE, "run_cap": 2}}
     )

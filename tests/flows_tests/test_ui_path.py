@@ -42,18 +42,8 @@ def test_the_forms_null_filled_overrides_mean_not_overridden(tmp_path: Path) -> 
     assert sweep.run_cap == 2 and sweep.num_workers == 2 and spec.backend == "local"
 
 
-def test_default_manual_key_is_the_flow_runs_and_survives_a_retry(monkeypatch, tmp_path: Path) -> None:
-    import sweepflow.tasks.collect_runs as collect_module
-
-    real, calls = collect_module.runs_frame, []
-
-    def flaky(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("injected failure after the sweep finished")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(collect_module, "runs_frame", flaky)
+def test_default_manual_key_is_the_flow_runs_and_survives_a_retry(collect_fails_once, tmp_path: Path) -> None:
+    calls = collect_fails_once
     path = _spec_file(tmp_path, run_cap=2)
     state = tune.with_options(retries=1, retry_delay_seconds=0)(pipeline=str(path), return_state=True)
     assert state.is_completed(), _message(state)
