@@ -1,4 +1,5 @@
-"""Tune a Python function with a W&B sweep config: the same controller, store and engines, no process per run.
+"""Tune a Python function with a W&B sweep config, or a whole pipeline of them: the same controller, store,
+engines and stage planning as the flows, no process per run and no Prefect.
 
 The objective takes a run's config and returns the metric (a number, or a dict of logged values), or is a
 generator that yields one value (or dict) per epoch, so Hyperband or an Optuna pruner can stop it between two
@@ -24,17 +25,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweepflow.config import SweepConfig, load_sweep_config
+from sweepflow.backends.local import run_record
+from sweepflow.campaign.analysis import runs_frame
+from sweepflow.campaign.plan import Outcome, Skip, plan_stage
+from sweepflow.campaign.results import CampaignResult, StageResult, stage_result
+from sweepflow.config import Pipeline, SweepConfig, load_pipeline, load_sweep_config
 from sweepflow.errors import SweepflowError
 from sweepflow.local.controller import Controller, ControllerSettings
 from sweepflow.local.search import engine_problems
 from sweepflow.ranking import best
+from sweepflow.states import SweepState
 from sweepflow.store import Run, Store, get_store
 
 Value = float | int | Mapping[str, Any]
 Objective = Callable[[dict[str, Any]], Value | Iterator[Value]]
 
-__all__ = ["Objective", "TuneResult", "tune"]
+__all__ = ["Objective", "TuneResult", "tune", "tune_pipeline"]
 
 
 @dataclass
@@ -166,6 +172,60 @@ def tune(
         best_value=found[1] if found else None,
         store=st,
     )
+
+
+def tune_pipeline(
+    pipeline: Pipeline | Mapping[str, Any] | str | Path,
+    objective: Objective,
+    *,
+    store: Store | str | None = "sqlite://",
+    seed: int | None = None,
+    key: str | None = None,
+) -> CampaignResult:
+    """Run a whole pipeline spec against ``objective``: every stage is planned as the campaign flow plans it
+    (``needs``, ``when``, ``derive``, ``warm_start``), then tuned in this process with :func:`tune`.
+
+    Args:
+        pipeline: the spec (model, mapping or YAML path); stage sweeps need no ``program`` / ``job``.
+        objective: as for :func:`tune`, shared by every stage.
+        store: where the stages' sweeps are kept (default: in memory); with a persistent store and the same key,
+            a second call resumes the stages' sweeps.
+        seed: stage ``i`` (in the order the stages run) gets sweep seed ``seed + i``, so a pipeline run repeats.
+        key: the campaign's identity (default: the spec's key or name); stage sweeps are keyed ``<key>/<stage>``.
+    """
+    spec = (
+        pipeline
+        if isinstance(pipeline, Pipeline)
+        else load_pipeline(dict(pipeline) if isinstance(pipeline, Mapping) else pipeline)
+    )
+    st = get_store(store)
+    key = key or spec.pipeline_key
+    result, done = CampaignResult(pipeline=spec.name, key=key), {}
+
+    def runs_of(sweep_id: str) -> Any:
+        return runs_frame([run_record(run) for run in st.runs(sweep_id)])
+
+    order = [name for level in spec.levels() for name in level]
+    for index, name in enumerate(order):
+        decided = plan_stage(spec, name, done, runs_of)
+        if isinstance(decided, Skip):
+            skipped = StageResult(name=name, state="skipped", reason=decided.reason)
+            result.stages[name], done[name] = skipped, Outcome(skipped, runs_frame([], stage=name), None)
+            continue
+        tuned = tune(
+            decided.config,
+            objective,
+            store=st,
+            seed=None if seed is None else seed + index,
+            key=f"{key}/{name}",
+            prior_runs=[prior.model_dump(mode="json") for prior in decided.prior_runs] or None,
+        )
+        frame = runs_frame([run_record(run) for run in tuned.runs], stage=name)
+        metric = decided.config.metric
+        stage = stage_result(name, tuned.sweep_id, SweepState(tuned.state), tuned.reason, frame, metric)
+        result.stages[name], done[name] = stage, Outcome(stage, frame, metric)
+    result.pick_best()
+    return result
 
 
 def _advance(st: Store, a: _Active, metric: str | None, active: dict[int, _Active]) -> None:

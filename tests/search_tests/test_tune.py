@@ -78,3 +78,52 @@ def test_a_generator_objective_lets_hyperband_stop_runs_and_failures_are_recorde
 def test_nonsense_from_the_objective_is_one_clear_error() -> None:
     with pytest.raises(SweepflowError, match="returned 'oops'; return a number or a dict"):
         tune(BAYES, lambda c: "oops", seed=1)
+
+
+PIPELINE = {
+    "name": "staged",
+    "stages": {
+        "coarse": {
+            "sweep": {
+                "method": "random",
+                "metric": {"name": "loss"},
+                "run_cap": 8,
+                "parameters": {"x": {"min": 0.0, "max": 1.0}, "kind": {"values": ["a", "b"]}},
+            }
+        },
+        "fine": {
+            "needs": ["coarse"],
+            "derive": {"from": "coarse", "top_k": 3, "narrow": ["x"], "fix": ["kind"], "method": "bayes",
+                       "run_cap": 6, "warm_start": 3},
+        },
+        "never": {"needs": ["coarse"], "when": {"stage": "coarse", "metric": "loss", "comparison": ">", "value": 10},
+                  "sweep": {"method": "random", "metric": {"name": "loss"}, "run_cap": 2,
+                            "parameters": {"x": {"min": 0.0, "max": 1.0}}}},
+    },
+}  # fmt: skip
+
+
+def test_tune_pipeline_plans_stages_as_the_flow_does_and_a_seed_repeats_it(tmp_path) -> None:
+    from sweepflow.tune import tune_pipeline
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    result = tune_pipeline(PIPELINE, _loss, store=url, seed=7)
+    coarse, fine, never = (result.stages[n] for n in ("coarse", "fine", "never"))
+    assert (coarse.state, coarse.runs, fine.state, fine.runs) == ("finished", 8, "finished", 6)
+    assert never.state == "skipped" and "loss" in never.reason
+    from sweepflow.store import get_store
+
+    store = get_store(url)
+    fine_sweep = store.get_sweep(fine.sweep_id)
+    space = fine_sweep.config["parameters"]
+    assert fine_sweep.config["method"] == "bayes" and set(space["kind"]) == {"value"}  # fixed to the best's value
+    assert len(fine_sweep.prior_runs) == 3  # warm-started with coarse's top 3
+    top3 = [r.config["x"] for r in sorted(store.runs(coarse.sweep_id), key=lambda r: r.summary["loss"])[:3]]
+    assert space["x"]["min"] <= min(top3) <= max(top3) <= space["x"]["max"] < space["x"]["min"] + 0.5  # narrowed
+    assert result.best_value == min(coarse.best_value, fine.best_value)
+    assert result.best_config == {"coarse": coarse, "fine": fine}[result.best_stage].best_config
+    # The same seed repeats the campaign; the same key on the same store resumes it instead of running again.
+    again = tune_pipeline(PIPELINE, _loss, seed=7)
+    assert again.stages["fine"].best_config == fine.best_config
+    resumed = tune_pipeline(PIPELINE, _loss, store=url, seed=7)
+    assert resumed.stages["fine"].sweep_id == fine.sweep_id and len(store.runs(fine.sweep_id)) == 6
