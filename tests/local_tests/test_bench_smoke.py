@@ -36,3 +36,10 @@ def test_engine_and_spawn_benches_run(tmp_path: Path) -> None:
     assert set(engine["suggest"]) == {"random", "bayes"}
     spawn = _bench("bench_spawn").main(["--smoke", "--out", str(tmp_path / "spawn.json")])
     assert spawn["popen_without_preexec_fn_ms"] > 0
+
+
+def test_hyperband_bench_compares_the_same_configs_with_and_without_the_stopper() -> None:
+    [seed] = _bench("bench_hyperband").main(["--smoke"])["seeds"]
+    assert seed["same_configs"] and seed["no_stopping"]["epochs"] == 3 * 9
+    assert seed["hyperband"]["runs"] == 3 and seed["hyperband"]["epochs"] <= seed["no_stopping"]["epochs"]
+    assert seed["hyperband"]["best_val_loss"] >= seed["no_stopping"]["best_val_loss"] > 0
