@@ -200,11 +200,9 @@ class State:
     def _maybe_finish(self, sweep: StubSweep) -> None:
         """A running sweep with nothing left to suggest and nothing in flight is finished, as on W&B."""
         runs = self.sweep_runs(sweep)
-        if sweep.state == "RUNNING" and all(r.state not in ("pending", "running") for r in runs):
-            if self._next_config(sweep) is None:
-                sweep.state = "FINISHED"
-        if sweep.state == "FINISHED" and any(r.state in ("pending", "running") for r in runs):
-            pass  # --stop: running runs finish on their own
+        idle = all(r.state not in ("pending", "running") for r in runs)
+        if sweep.state == "RUNNING" and idle and self._next_config(sweep) is None:
+            sweep.state = "FINISHED"
 
     def expire(self) -> None:
         """Runs that stopped reporting are crashed (W&B's server does this after its heartbeat timeout)."""
