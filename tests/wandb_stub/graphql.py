@@ -72,7 +72,7 @@ def viewer(stub: StubServer, variables: dict[str, Any], query: str) -> Any:
 
 @op("ServerFeaturesQuery")
 def server_features(stub: StubServer, variables: dict[str, Any], query: str) -> Any:
-    return {"serverInfo": {"features": []}}
+    return {"serverInfo": {"features": [{"name": "SWEEPS_QUERY_FILTERING", "isEnabled": True}]}}
 
 
 @op("OrganizationCoreWeaveOrganizationID")
