@@ -349,8 +349,8 @@ class WandbBackend(Backend):
                 sweep = api.sweep(f"{entity}/{project}/{name}")
                 sweep.load(force=True)  # the client caches sweeps by path; a poll wants the server's state now
                 return sweep
-            except ValueError as exc:
-                if "Could not find" in str(exc):
+            except Exception as exc:  # wandb says so in a ValueError, or a CommError wrapping one
+                if "Could not find sweep" in str(exc):
                     raise SweepNotFound(f"no sweep {sweep_id} on {self.auth.base_url}.") from None
                 raise
 
