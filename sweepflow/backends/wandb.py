@@ -108,11 +108,15 @@ class WandbBackend(Backend):
         settings: Settings | None = None,
         attempts: int = 5,
         first_delay: float = 0.5,
+        timeout: float | None = None,
     ) -> None:
         self.auth = auth or WandbAuth.from_env()
         self.settings = settings or Settings()
         self.agents = AgentPool(self.settings.home_dir / "wandb-agents", self.auth)
         self._attempts, self._first_delay = attempts, first_delay
+        # How long one call may take, wandb-core's own retries included (None: wandb's default, WANDB_HTTP_TIMEOUT
+        # or 19 s); past it the call counts as transient and is retried here.
+        self._timeout = timeout
         self._api: Any = None
 
     # -- plumbing -------------------------------------------------------------------------------------------
@@ -138,7 +142,8 @@ class WandbBackend(Backend):
             from wandb.sdk.launch.api import LaunchApi  # the public Api plus run queues; imported when first used
 
             overrides = {"base_url": self.auth.base_url, "entity": self.auth.entity, "project": self.auth.project}
-            self._api = LaunchApi(api_key=self.auth.api_key.get_secret_value(), overrides=overrides)
+            key = self.auth.api_key.get_secret_value()
+            self._api = LaunchApi(api_key=key, overrides=overrides, timeout=self._timeout)
         return self._api
 
     def entity(self) -> str:

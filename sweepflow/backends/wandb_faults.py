@@ -77,7 +77,8 @@ def classify(exc: BaseException, base_url: str, what: str) -> SweepflowError:
     if status in (408, 429) or (status is not None and status >= 500) or isinstance(exc, (TimeoutError, OSError)):
         return TransientBackendError(f"W&B at {base_url} did not answer {what} (HTTP {status or 'error'}); try again.")
     if status is None and _TRANSIENT_WORDS.search(text):
-        return TransientBackendError(f"W&B at {base_url} did not answer {what} ({text[:160]}); try again.")
+        reason = " ".join(str(exc).split())[:120]
+        return TransientBackendError(f"W&B at {base_url} did not answer {what} ({reason}); try again.")
     return SweepflowError(f"W&B at {base_url} refused {what}: {text[:300]}")
 
 
