@@ -40,10 +40,16 @@ def handle_graphql(stub: StubServer, name: str, query: str, variables: dict[str,
             return 200, {"data": handler(stub, variables, query)}
     except _NotFound as exc:
         return 404, {"errors": [{"message": str(exc)}]}
+    except _Invalid as exc:
+        return 200, {"data": None, "errors": [{"message": str(exc)}]}
 
 
 class _NotFound(Exception):
-    pass
+    """Answered with HTTP 404, as W&B answers an unknown sweep or run."""
+
+
+class _Invalid(Exception):
+    """A request W&B would refuse: answered with a GraphQL error."""
 
 
 # -- viewer, projects ------------------------------------------------------------------------------------------
@@ -161,6 +167,11 @@ def _find_sweep(stub: StubServer, variables: dict[str, Any]) -> StubSweep | None
 
 @op("UpsertSweep")
 def upsert_sweep(stub: StubServer, variables: dict[str, Any], query: str) -> Any:
+    if variables.get("launchScheduler"):
+        launch = json.loads(variables["launchScheduler"])
+        if not launch.get("queue") or "run_spec" not in launch:
+            raise _Invalid("launchScheduler needs a queue and a run_spec")
+        json.loads(launch["run_spec"])
     try:
         sweep = stub.state.upsert_sweep(variables)
     except KeyError as exc:

@@ -13,6 +13,7 @@ import json
 import random
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -32,6 +33,7 @@ class Logged:
     body: Any = None
     authorized: bool = True
     status: int = 200
+    at: float = field(default_factory=time.time)
 
 
 @dataclass

@@ -40,9 +40,8 @@ def test_one_request_in_five_failing_transiently_is_survived(stub: StubServer, w
     handle = wandb_backend.launch(sweep(curve_config(run_cap=2)), key="camp/a", drive="none")
     again = wandb_backend.launch(sweep(curve_config(run_cap=2)), key="camp/a", drive="none")
     assert again.id == handle.id and len(stub.state.sweeps) == 1  # no second sweep, whatever failed
-    assert wandb_backend.status(handle.id).state == "running" and wandb_backend.runs(handle.id) == []
     assert wandb_backend.set_state(handle.id, "stop").state == "finished"
-    # Each fault costs wandb-core ~2 s of its own backoff, so this test stays short; the campaign-sized run with
+    # Each fault costs 2, 4, 8 s of wandb-core's own backoff, so this test stays short; the campaign-sized run with
     # faults is tests/wandb_tests/test_campaign.py (slow).
     assert stub.faults.injected >= 1, stub.faults.injected
 
