@@ -15,7 +15,7 @@ __all__ = ["__version__"]
 
 #: Prefect blocks, defined outside the core (tasks/blocks.py) and loaded only when asked for, so that
 #: `prefect block register -m sweepflow` finds them while `import sweepflow` never imports Prefect.
-_BLOCKS = ("SweepflowStore",)
+_BLOCKS = ("SweepflowStore", "WandbCredentials")
 
 
 def __getattr__(name: str) -> object:
