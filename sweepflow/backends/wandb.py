@@ -47,6 +47,8 @@ Mode = Literal["agents", "launch"]
 
 #: The prefix of a stage's sweep name on W&B: ``sweepflow:<pipeline key>/<stage>``.
 NAME_PREFIX = "sweepflow:"
+#: Agents started per worker before sweepflow stops restarting agents that keep quitting.
+RESTARTS = 3
 #: Keys sweepflow reads and W&B does not (never sent).
 _LOCAL_ONLY = ("source_dir", "seed")
 
@@ -462,8 +464,16 @@ class WandbBackend(Backend):
         if config.get("job") or config.get("image_uri") or _sweep_state(sweep.state) is not SweepState.RUNNING:
             return
         scheduler = config.get("scheduler") or {}
-        workers = (recalled or {}).get("num_workers") or scheduler.get("num_workers") or 1
-        self.agents.ensure(sweep_id, num_workers=int(workers), cwd=(recalled or {}).get("cwd") or os.getcwd())
+        workers = int((recalled or {}).get("num_workers") or scheduler.get("num_workers") or 1)
+        live = self.agents.live(sweep_id)
+        if not live and self.agents.started(sweep_id) >= RESTARTS * workers:
+            # wandb's agent quits on its own only when runs keep failing (3 in its first minute, or as many
+            # failures as successes); starting more would fail the same way until the run cap.
+            raise SweepflowError(
+                f"the wandb agents of sweep {sweep_id} keep quitting ({self.agents.started(sweep_id)} started): "
+                f"its runs fail. Fix the training script (agent logs: {self.agents.folder(sweep_id)}), then resume."
+            )
+        self.agents.ensure(sweep_id, num_workers=workers, cwd=(recalled or {}).get("cwd") or os.getcwd())
 
 
 def wandb_backend_from_env(store: str | None = None) -> WandbBackend:

@@ -68,6 +68,10 @@ class AgentPool:
                 pids.append(pid)
         return pids
 
+    def started(self, path: str) -> int:
+        """How many agents this machine has ever started for the sweep."""
+        return len(list(self.folder(path).glob("agent-*.pid")))
+
     def ensure(self, path: str, *, num_workers: int, cwd: str) -> int:
         """Start agents until ``num_workers`` are alive; how many were started."""
         live = len(self.live(path))

@@ -95,6 +95,8 @@ def test_best_run_runs_as_a_dataframe_and_warm_start(any_backend: Backend, reque
     runs = any_backend.runs(handle.id)
     assert [r.id for r in runs if r.config["quality"] == 0.5] == [status.best_run_id]
     assert all(r.wandb_config and r.wandb_config["quality"] == r.config["quality"] for r in runs)
+    if not isinstance(any_backend, LocalBackend):  # the metric's history, as Hyperband and learning curves read it
+        assert any_backend.history(handle.id, status.best_run_id, "loss") == pytest.approx([1.0, 0.75])
     frame = runs_frame(runs, stage="coarse")
     assert sorted(frame["config.quality"]) == [0.5, 1.0, 1.5]
     assert set(frame["state"]) == {"finished"} and frame["summary.loss"].min() == pytest.approx(0.75)
