@@ -45,6 +45,7 @@ class Faults:
     seed: int = 0
     injected: int = 0
     rng: random.Random = field(default_factory=random.Random)
+    queued: list[str] = field(default_factory=list)  # faults for the very next requests, in order
 
 
 _OP = re.compile(r"\b(query|mutation)\s+(\w+)")
@@ -91,6 +92,11 @@ class StubServer:
         """Fail ``rate`` of the requests from now on, with one of ``kinds`` each."""
         self.faults = Faults(rate=rate, kinds=kinds, seed=seed, rng=random.Random(seed))
 
+    def fail_next(self, *kinds: str) -> None:
+        """Fail the next ``len(kinds)`` requests, one kind each, in order (then answer normally)."""
+        with self._lock:
+            self.faults.queued.extend(kinds)
+
     def ops(self, name: str | None = None) -> list[Logged]:
         """The GraphQL requests received (all, or those of operation ``name``), oldest first."""
         with self._lock:
@@ -111,6 +117,9 @@ class StubServer:
 
     def draw_fault(self) -> str | None:
         with self._lock:
+            if self.faults.queued:
+                self.faults.injected += 1
+                return self.faults.queued.pop(0)
             if self.faults.rate and self.faults.rng.random() < self.faults.rate:
                 self.faults.injected += 1
                 return self.faults.rng.choice(self.faults.kinds)

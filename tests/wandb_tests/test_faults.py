@@ -35,14 +35,24 @@ def test_no_key_is_refused_before_anything_is_sent(stub: StubServer, tmp_path) -
     assert stub.log == []
 
 
+@pytest.mark.parametrize("kind", ["500", "503", "429", "drop"])
+def test_each_kind_of_transient_failure_is_retried(stub: StubServer, wandb_backend, kind: str) -> None:
+    handle = wandb_backend.launch(sweep(curve_config(run_cap=1)), key="camp/a", drive="none")
+    stub.fail_next(kind)
+    assert wandb_backend.status(handle.id).state == "running"
+    after = [r.status for r in stub.log if r.op][-3:]
+    assert after[0] == (0 if kind == "drop" else int(kind)) and after[1:] == [200, 200]  # retried, then answered
+
+
+@pytest.mark.slow
 def test_one_request_in_five_failing_transiently_is_survived(stub: StubServer, wandb_backend) -> None:
     stub.fail(0.2, seed=7)  # 500, 503, 429 with Retry-After, and dropped connections
     handle = wandb_backend.launch(sweep(curve_config(run_cap=2)), key="camp/a", drive="none")
     again = wandb_backend.launch(sweep(curve_config(run_cap=2)), key="camp/a", drive="none")
     assert again.id == handle.id and len(stub.state.sweeps) == 1  # no second sweep, whatever failed
     assert wandb_backend.set_state(handle.id, "stop").state == "finished"
-    # Each fault costs 2, 4, 8 s of wandb-core's own backoff, so this test stays short; the campaign-sized run with
-    # faults is tests/wandb_tests/test_campaign.py (slow).
+    # Each fault costs 2, 4, 8 s of wandb-core's own backoff (~40 s here): slow, as the campaign-sized run with
+    # faults in tests/wandb_tests/test_campaign.py.
     assert stub.faults.injected >= 1, stub.faults.injected
 
 
