@@ -1,0 +1,41 @@
+"""Agents mode on this machine: `num_workers` real `wandb agent` processes per sweep, counted across processes (a
+re-run flow starts none twice), the key only in their environment, and gone when the sweep is cancelled."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from sweepflow.backends.wandb import WandbBackend
+from sweepflow.settings import Settings
+from tests.backend_tests.conftest import curve_config, sweep
+from tests.wandb_stub.fixtures import CANARY_KEY
+from tests.wandb_stub.server import StubServer
+
+
+def test_agents_are_kept_at_num_workers_across_processes_and_quit_when_the_sweep_is_cancelled(
+    stub: StubServer, wandb_backend: WandbBackend
+) -> None:
+    slow = {"quality": {"min": 0.5, "max": 2.0}, "epochs": {"value": 50}, "sleep": {"value": 0.2}}
+    handle = wandb_backend.launch(sweep(curve_config(run_cap=10, scheduler={"num_workers": 2}, parameters=slow)),
+                                  key="camp/a")  # fmt: skip
+    first = wandb_backend.agents.live(handle.id)
+    assert len(first) == 2
+    another_process = WandbBackend(settings=Settings())  # e.g. the flow re-run after a crash
+    another_process.ensure_driven(handle.id)
+    assert another_process.agents.live(handle.id) == first  # counted by their pid files: none started twice
+    for pid in first:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert argv[-3:-1] == [b"agent", handle.id.encode()] and CANARY_KEY.encode() not in b" ".join(argv)
+        assert f"WANDB_API_KEY={CANARY_KEY}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+
+    deadline = time.time() + 60
+    while len(stub.ops("CreateAgent")) < 2 or not any(r.state == "running" for r in stub.state.runs.values()):
+        assert time.time() < deadline, "the agents did not register and start a run"
+        time.sleep(0.2)
+    wandb_backend.set_state(handle.id, "cancel")
+    while wandb_backend.agents.live(handle.id):  # W&B answers their next heartbeat with stop + exit
+        assert time.time() < deadline + 30, "the agents outlived their cancelled sweep"
+        time.sleep(0.2)
+    wandb_backend.ensure_driven(handle.id)
+    assert wandb_backend.agents.live(handle.id) == []  # an ended sweep gets no new agents
