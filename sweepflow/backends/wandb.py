@@ -212,7 +212,8 @@ class WandbBackend(Backend):
                 if "Could not find project" in str(exc):
                     return []  # a new project has no sweeps yet
                 raise
-            return sorted((s for s in found if s.name == wanted), key=lambda s: s._attrs.get("createdAt") or "")
+            # Oldest first, ties (W&B's createdAt has whole seconds) broken by id: every process picks the same one.
+            return sorted((s for s in found if s.name == wanted), key=lambda s: (s._attrs.get("createdAt") or "", s.id))
 
         return self._call(f"list the sweeps of {entity}/{project}", look)
 

@@ -39,3 +39,27 @@ def test_agents_are_kept_at_num_workers_across_processes_and_quit_when_the_sweep
         time.sleep(0.2)
     wandb_backend.ensure_driven(handle.id)
     assert wandb_backend.agents.live(handle.id) == []  # an ended sweep gets no new agents
+
+
+def test_two_processes_launching_one_stage_at_once_end_with_one_sweep(
+    stub: StubServer, wandb_backend: WandbBackend
+) -> None:
+    import threading
+
+    config = sweep(curve_config(run_cap=1))
+    start, handles = threading.Barrier(3), []
+    racers = [WandbBackend(settings=Settings(), first_delay=0.05) for _ in range(3)]
+
+    def launch(backend: WandbBackend) -> None:
+        start.wait()
+        handles.append(backend.launch(config, key="camp/raced", drive="none"))
+
+    threads = [threading.Thread(target=launch, args=(b,)) for b in racers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(handles) == 3 and len({h.id for h in handles}) == 1  # all three got the same sweep
+    print(f"sweeps created by the race: {len(stub.state.sweeps)}")
+    alive = [s for s in stub.state.sweeps.values() if s.state != "CANCELED"]
+    assert [s.name for s in alive] == [handles[0].id.rsplit("/", 1)[1]]  # any duplicate created was cancelled
