@@ -37,7 +37,7 @@ from sweepflow.backends.wandb_agents import AgentPool
 from sweepflow.backends.wandb_credentials import WandbAuth
 from sweepflow.backends.wandb_faults import WandbAuthError, retrying
 from sweepflow.config import Metric, SweepConfig
-from sweepflow.errors import SweepflowError
+from sweepflow.errors import Issue, SweepflowError
 from sweepflow.ranking import best
 from sweepflow.settings import Settings
 from sweepflow.states import RunState, SweepState
@@ -56,6 +56,39 @@ _LOCAL_ONLY = ("source_dir", "seed")
 def mode_of(config: SweepConfig, queue: str | None = None) -> Mode:
     """Launch when the runs are a Launch job or image; otherwise W&B agents run the ``program``."""
     return "launch" if (config.job or config.image_uri) else "agents"
+
+
+def check_wandb(config: SweepConfig, queue: str | None = None) -> list[Issue]:
+    """What stops W&B from running ``config`` the way sweepflow would launch it (no network, no key needed), so
+    ``sweepflow validate`` and a campaign's preflight can tell before any sweep exists."""
+    if mode_of(config) == "launch":
+        if queue or config.launch_queue:
+            return []
+        return [
+            Issue(
+                "queue",
+                "a Launch sweep needs a run queue.",
+                "add `queue: <name>` (or `launch: {queue: <name>}`), as `wandb launch-sweep --queue` takes it.",
+            )
+        ]
+    problems = []
+    if not (config.program or config.command):
+        problems.append(
+            Issue(
+                "program",
+                "is missing: W&B agents run a training script.",
+                "give it (`program: train.py`), or a Launch `job:` and `queue:` for a Launch sweep.",
+            )
+        )
+    if config.method == "custom":
+        problems.append(
+            Issue(
+                "method",
+                "'custom' needs a Launch scheduler job.",
+                "use grid, random or bayes, or give `job:` and `scheduler.job:` for a Launch sweep.",
+            )
+        )
+    return problems
 
 
 def as_stored(config: dict[str, Any]) -> dict[str, Any]:
@@ -166,23 +199,9 @@ class WandbBackend(Backend):
     # -- Backend --------------------------------------------------------------------------------------------
 
     def check(self, config: SweepConfig, queue: str | None = None) -> None:
-        mode = mode_of(config)
-        if mode == "agents":
-            if not (config.program or config.command):
-                raise SweepflowError(
-                    "the wandb backend cannot run this sweep: program: is missing. Fix: give the training script "
-                    "(`program: train.py`) for W&B agents, or a Launch `job:` and `queue:` for a Launch sweep."
-                )
-            if config.method == "custom":
-                raise SweepflowError(
-                    "the wandb backend cannot run this sweep: method: 'custom' needs a Launch scheduler job. Fix: "
-                    "use grid, random or bayes, or give `job:` and `scheduler.job:` for a Launch sweep."
-                )
-        elif not (queue or config.launch_queue):
-            raise SweepflowError(
-                "the wandb backend cannot run this sweep: queue: a Launch sweep needs a run queue. Fix: add "
-                "`queue: <name>` (or `launch: {queue: <name>}`), as `wandb launch-sweep --queue` takes it."
-            )
+        problems = check_wandb(config, queue)
+        if problems:
+            raise SweepflowError("the wandb backend cannot run this sweep: " + "; ".join(map(str, problems)))
         if self.auth.api_key is None:
             raise WandbAuthError(
                 f"no W&B API key for {self.auth.base_url}: set WANDB_API_KEY, or save a WandbCredentials block "
