@@ -42,8 +42,8 @@ def _write(name: str, log: list[Logged]) -> None:
 
 def record_agents_mode(stub: StubServer, env: dict[str, str], workdir: Path) -> None:
     python = sys.executable
-    config = {"method": "random", "program": str(CURVE), "run_cap": 2, "metric": {"name": "loss", "goal": "minimize"},
-              "parameters": {"quality": {"min": 0.5, "max": 2.0}, "epochs": {"value": 3}, "sleep": {"value": 0.0}}}  # fmt: skip
+    space = {"quality": {"min": 0.5, "max": 2.0}, "epochs": {"value": 3}, "sleep": {"value": 0.0}}
+    config = {"method": "random", "program": str(CURVE), "run_cap": 2, "metric": {"name": "loss"}, "parameters": space}
     create = f"import wandb; print('SWEEP', wandb.sweep({config!r}, project='rec'))"
     out = subprocess.run([python, "-c", create], env=env, capture_output=True, text=True, timeout=120, check=True)
     sweep_id = out.stdout.split("SWEEP")[1].split()[0]
