@@ -86,6 +86,7 @@ class AgentPool:
         slot = int(time.time() * 1000)
         pid_file, log_file = folder / f"agent-{slot}.pid", folder / f"agent-{slot}.log"
         runs_dir = private_dir(folder / "runs")
+        private_dir(runs_dir / "wandb")  # present, so wandb's CLI logs there too, not in the system temp folder
         python_dir = str(Path(sys.executable).parent)
         env = {
             **os.environ,
