@@ -39,6 +39,8 @@ def test_agents_are_kept_at_num_workers_across_processes_and_quit_when_the_sweep
         time.sleep(0.2)
     wandb_backend.ensure_driven(handle.id)
     assert wandb_backend.agents.live(handle.id) == []  # an ended sweep gets no new agents
+    folder = wandb_backend.agents.folder(handle.id)
+    assert list(folder.rglob("debug-cli.*.log")) and list(folder.rglob("run-*.wandb"))  # wandb's files stay here
 
 
 def test_two_processes_launching_one_stage_at_once_end_with_one_sweep(
