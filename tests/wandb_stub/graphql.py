@@ -368,3 +368,12 @@ def create_run_files(stub: StubServer, variables: dict[str, Any], query: str) ->
             "files": [{"name": f, "uploadUrl": f"{stub.url}/upload/{variables.get('run')}/{f}"} for f in files],
         }
     }
+
+
+@op("pushToRunQueueByName")
+def push_to_run_queue(stub: StubServer, variables: dict[str, Any], query: str) -> Any:
+    """What W&B's Launch scheduler sends for every training run (``LaunchApi.push_to_run_queue_by_name``)."""
+    item = {"queue": variables["queueName"], "kind": "pushed", "run_spec": json.loads(variables["runSpec"])}
+    stub.state.queue_items.append(item)
+    item_id = f"UnVuUXVldWVJdGVtOj{len(stub.state.queue_items)}"
+    return {"pushToRunQueueByName": {"runQueueItemId": item_id, "runSpec": variables["runSpec"]}}

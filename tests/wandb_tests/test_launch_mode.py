@@ -101,3 +101,15 @@ def test_a_launch_sweep_without_a_queue_is_refused_before_anything_is_sent(
     with pytest.raises(SweepflowError, match=r"queue: a Launch sweep needs a run queue\. Fix: add `queue: <name>`"):
         wandb_backend.launch(sweep(config), key="camp/a")
     assert stub.log == []
+
+
+def test_the_stub_takes_run_queue_pushes_as_w_and_bs_scheduler_sends_them(
+    stub: StubServer, wandb_backend: WandbBackend
+) -> None:
+    # W&B's scheduler pushes each training run with LaunchApi.push_to_run_queue_by_name: the same client call here.
+    spec = {"job": "stub-team/sweepflow-tests/train-digits:latest", "overrides": {"run_config": {"quality": 0.7}}}
+    pushed = wandb_backend.api().push_to_run_queue_by_name(
+        "stub-team", "sweepflow-tests", "gpu-queue", json.dumps(spec), None
+    )
+    assert pushed is not None and pushed["runSpec"] == spec
+    assert stub.state.queue_items == [{"queue": "gpu-queue", "kind": "pushed", "run_spec": spec}]
