@@ -228,7 +228,8 @@ class State:
                 if run.name in run_state:
                     run.heartbeat_at = time.time()
                 elif run.state in ("pending", "running"):
-                    run.state = "crashed"  # its process ended without finishing the run
+                    # its process ended without finishing the run: stopped by the sweep (the agent's SIGTERM), or not
+                    run.state = "killed" if run.should_stop else "crashed"
             live = [r for r in mine if r.state in ("pending", "running")]
             commands: list[dict[str, Any]] = []
             if sweep.state == "CANCELED":

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from sweepflow.backends.wandb import WandbBackend
 from sweepflow.settings import Settings
 from tests.backend_tests.conftest import curve_config, sweep
@@ -65,3 +67,27 @@ def test_two_processes_launching_one_stage_at_once_end_with_one_sweep(
     print(f"sweeps created by the race: {len(stub.state.sweeps)}")
     alive = [s for s in stub.state.sweeps.values() if s.state != "CANCELED"]
     assert [s.name for s in alive] == [handles[0].id.rsplit("/", 1)[1]]  # any duplicate created was cancelled
+
+
+@pytest.mark.slow
+def test_hyperband_on_w_and_b_stops_the_clearly_worse_run(
+    stub: StubServer, wandb_backend: WandbBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Runs stream their history every 15 s by default; W&B's cloud decides stops on what has arrived.
+    monkeypatch.setenv("WANDB__FILE_STREAM_TRANSMIT_INTERVAL", "1")
+    config = curve_config(
+        method="grid",
+        scheduler={"num_workers": 3},
+        early_terminate={"type": "hyperband", "min_iter": 2, "eta": 2},
+        parameters={"quality": {"values": [1.0, 1.1, 50.0]}, "epochs": {"value": 30}, "sleep": {"value": 0.5}},
+    )
+    handle = wandb_backend.launch(sweep(config), key="camp/hb")
+    deadline = time.time() + 180
+    while not wandb_backend.status(handle.id).done:
+        assert time.time() < deadline, wandb_backend.status(handle.id)
+        wandb_backend.ensure_driven(handle.id)
+        time.sleep(1)
+    by_quality = {r.config["quality"]: r for r in wandb_backend.runs(handle.id)}
+    assert by_quality[50.0].state == "killed"  # W&B's agent stopped it on the server's `stop` command
+    assert len(wandb_backend.history(handle.id, by_quality[50.0].id, "loss")) < 30
+    assert by_quality[1.0].state == "finished"
