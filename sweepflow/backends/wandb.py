@@ -157,7 +157,7 @@ class WandbBackend(Backend):
     # -- plumbing -------------------------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[[Any], T]) -> T:
-        """``fn(api)`` with retries; a lost client (a transient failure while logging in) is rebuilt."""
+        """``fn(api)`` with retries; the client is built inside the attempt, so a failed login is retried too."""
 
         def attempt() -> T:
             return fn(self.api())
@@ -255,7 +255,7 @@ class WandbBackend(Backend):
         """
         self.check(config, queue)
         mode = mode_of(config)
-        entity, project = self.entity(), self._project(config, project)
+        entity, project = config.entity or self.entity(), self._project(config, project)
         wanted = self._wandb_config(config, key)
         existing = self.find(key, entity=entity, project=project) if key is not None else []
         if existing:
