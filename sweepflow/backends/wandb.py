@@ -12,7 +12,8 @@ Two ways to execute runs, both W&B's own:
 
 A stage's identity is the sweep's display name (``sweepflow:<key>``), looked up before anything is created, so a
 crash between "created" and "recorded" never makes a second sweep. Reads go through wandb's public API; the few
-private calls live in :mod:`~sweepflow.backends._wandb_api`. Faults: :mod:`~sweepflow.backends.wandb_faults`.
+private calls live in :mod:`~sweepflow.backends._wandb_api`; what W&B is sent, :mod:`~sweepflow.backends.wandb_config`;
+faults, :mod:`~sweepflow.backends.wandb_faults`.
 """
 
 from __future__ import annotations
@@ -34,77 +35,26 @@ from sweepflow.backends.base import (
 )
 from sweepflow.backends.local import search_changes
 from sweepflow.backends.wandb_agents import AgentPool
+from sweepflow.backends.wandb_config import (
+    NAME_PREFIX,
+    Mode,
+    as_stored,
+    check_wandb,
+    mode_of,
+    sweep_name,
+    wandb_config,
+)
 from sweepflow.backends.wandb_credentials import WandbAuth
 from sweepflow.backends.wandb_faults import WandbAuthError, retrying
 from sweepflow.config import Metric, SweepConfig
-from sweepflow.errors import Issue, SweepflowError
+from sweepflow.errors import SweepflowError
 from sweepflow.ranking import best
 from sweepflow.settings import Settings
 from sweepflow.states import RunState, SweepState
 
 T = TypeVar("T")
-Mode = Literal["agents", "launch"]
-
-#: The prefix of a stage's sweep name on W&B: ``sweepflow:<pipeline key>/<stage>``.
-NAME_PREFIX = "sweepflow:"
 #: Agents started per worker before sweepflow stops restarting agents that keep quitting.
 RESTARTS = 3
-#: Keys sweepflow reads and W&B does not (never sent).
-_LOCAL_ONLY = ("source_dir", "seed")
-
-
-def mode_of(config: SweepConfig, queue: str | None = None) -> Mode:
-    """Launch when the runs are a Launch job or image; otherwise W&B agents run the ``program``."""
-    return "launch" if (config.job or config.image_uri) else "agents"
-
-
-def check_wandb(config: SweepConfig, queue: str | None = None) -> list[Issue]:
-    """What stops W&B from running ``config`` the way sweepflow would launch it (no network, no key needed), so
-    ``sweepflow validate`` and a campaign's preflight can tell before any sweep exists."""
-    if mode_of(config) == "launch":
-        if queue or config.launch_queue:
-            return []
-        return [
-            Issue(
-                "queue",
-                "a Launch sweep needs a run queue.",
-                "add `queue: <name>` (or `launch: {queue: <name>}`), as `wandb launch-sweep --queue` takes it.",
-            )
-        ]
-    problems = []
-    if not (config.program or config.command):
-        problems.append(
-            Issue(
-                "program",
-                "is missing: W&B agents run a training script.",
-                "give it (`program: train.py`), or a Launch `job:` and `queue:` for a Launch sweep.",
-            )
-        )
-    if config.method == "custom":
-        problems.append(
-            Issue(
-                "method",
-                "'custom' needs a Launch scheduler job.",
-                "use grid, random or bayes, or give `job:` and `scheduler.job:` for a Launch sweep.",
-            )
-        )
-    return problems
-
-
-def as_stored(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` as W&B stores it: ``wandb sweep`` fills a top-level ``min``/``max`` parameter's missing
-    distribution (``int_uniform`` for two ints, else ``uniform``), so a relaunch compares like with like."""
-    params = {}
-    for name, param in (config.get("parameters") or {}).items():
-        if isinstance(param, dict) and "min" in param and "max" in param and "distribution" not in param:
-            ints = all(isinstance(param[k], int) and not isinstance(param[k], bool) for k in ("min", "max"))
-            param = {**param, "distribution": "int_uniform" if ints else "uniform"}
-        params[name] = param
-    return {**config, "parameters": params} if params else config
-
-
-def sweep_name(key: str) -> str:
-    return NAME_PREFIX + key
 
 
 def _time(value: str | None) -> datetime | None:
@@ -208,12 +158,6 @@ class WandbBackend(Backend):
                 "and pass its name."
             )
 
-    def _wandb_config(self, config: SweepConfig, key: str | None) -> dict[str, Any]:
-        out = {k: v for k, v in config.to_wandb().items() if k not in _LOCAL_ONLY}
-        if key is not None:
-            out["name"] = sweep_name(key)
-        return out
-
     def find(self, key: str, *, entity: str, project: str) -> list[Any]:
         """Sweeps of ``project`` named for ``key``, oldest first (W&B keeps no unique names: there may be two)."""
         wanted = sweep_name(key)
@@ -256,7 +200,7 @@ class WandbBackend(Backend):
         self.check(config, queue)
         mode = mode_of(config)
         entity, project = config.entity or self.entity(), self._project(config, project)
-        wanted = self._wandb_config(config, key)
+        wanted = wandb_config(config, key)
         existing = self.find(key, entity=entity, project=project) if key is not None else []
         if existing:
             sweep = existing[0]

@@ -49,7 +49,7 @@ def campaign_issues(spec: Pipeline, backend: str) -> list[Issue]:
     if backend == "local":
         from sweepflow.backends.local import check_local as check
     elif backend == "wandb":
-        from sweepflow.backends.wandb import check_wandb as check
+        from sweepflow.backends.wandb_config import check_wandb as check
     else:
         return issues
     for name, stage in spec.stages.items():
