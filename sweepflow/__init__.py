@@ -16,7 +16,7 @@ __all__ = ["__version__"]
 
 #: Prefect blocks, defined outside the core (sweepflow.tasks.blocks) and loaded only when asked for, so that
 #: `prefect block register -m sweepflow` finds them while `import sweepflow` never imports Prefect.
-_BLOCKS = ("SweepflowStore",)
+_BLOCKS = ("SweepflowStore", "WandbCredentials")
 
 
 def __getattr__(name: str) -> object:

@@ -9,6 +9,12 @@ from sweepflow.backends import Backend, TransientBackendError, get_backend
 
 
 def backend_for(name: str, store: str | None) -> Backend:
+    """The backend of a task's parameters. With ``wandb``, ``store`` names a saved ``WandbCredentials`` block
+    (its key stays in the block), and without one the credentials come from ``WANDB_API_KEY`` and friends."""
+    if name == "wandb" and store:
+        from sweepflow.tasks.blocks import WandbCredentials
+
+        return WandbCredentials.load(store).get_client()
     return get_backend(name, store)
 
 

@@ -1,4 +1,4 @@
-"""Backends: one interface (``base.Backend``), implemented by the embedded engine and, next, by W&B.
+"""Backends: one interface (``base.Backend``), implemented by the embedded engine and by W&B.
 
 :data:`BACKENDS` names the backends this install can run; the pipeline and override models offer exactly those.
 """
@@ -37,7 +37,13 @@ def _local(store: str | None) -> Backend:
     return LocalBackend(store)
 
 
-BACKENDS: dict[str, Callable[[str | None], Backend]] = {"local": _local}
+def _wandb(store: str | None) -> Backend:
+    from sweepflow.backends.wandb import WandbBackend  # imports wandb only when it is used
+
+    return WandbBackend()  # credentials from WANDB_API_KEY / WANDB_BASE_URL; the Prefect tasks may pass a block
+
+
+BACKENDS: dict[str, Callable[[str | None], Backend]] = {"local": _local, "wandb": _wandb}
 
 
 def get_backend(name: str = "local", store: str | None = None) -> Backend:

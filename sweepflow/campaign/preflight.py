@@ -54,13 +54,16 @@ def campaign_issues(spec: Pipeline, backend: str) -> list[Issue]:
         ]
     issues = []
     if backend == "local":
-        from sweepflow.backends.local import check_local
-
-        for name, stage in spec.stages.items():
-            if stage.sweep is not None:
-                prefix = f"stages.{name}.sweep"
-                for issue in check_local(stage.sweep):
-                    issues.append(Issue(f"{prefix}.{issue.path}" if issue.path else prefix, issue.message, issue.fix))
+        from sweepflow.backends.local import check_local as check
+    elif backend == "wandb":
+        from sweepflow.backends.wandb_config import check_wandb as check
+    else:
+        return issues
+    for name, stage in spec.stages.items():
+        if stage.sweep is not None:
+            prefix = f"stages.{name}.sweep"
+            for issue in check(stage.sweep):
+                issues.append(Issue(f"{prefix}.{issue.path}" if issue.path else prefix, issue.message, issue.fix))
     return issues
 
 

@@ -25,7 +25,9 @@ class CampaignOverrides(ConfigModel):
 
     run_cap: int | None = Field(None, gt=0, le=100_000, description="Run cap of each stage.")
     num_workers: int | None = Field(None, gt=0, le=512, description="Runs in flight at once in each stage.")
-    backend: Literal["local"] | None = Field(None, description="Where the sweeps run (`local`: this machine).")
+    backend: Literal["local", "wandb"] | None = Field(
+        None, description="Where the sweeps run (`local`: this machine; `wandb`: W&B sweeps)."
+    )
     queue: str | None = Field(None, min_length=1, description="Queue the runs go to.")
     stages: list[str] | None = Field(None, description="Apply only to these stages (default: all).")
 

@@ -143,8 +143,10 @@ class Pipeline(ConfigModel):
         description="Identity of this campaign run: stages with the same key and name are the same sweeps, so "
         "a re-run resumes them. Defaults to `name`.",
     )
-    backend: Literal["local"] = Field(
-        "local", description="Where sweeps run: `local`, this machine (the W&B backend is not available yet)."
+    backend: Literal["local", "wandb"] = Field(
+        "local",
+        description="Where sweeps run: `local`, this machine; `wandb`, W&B sweeps on your W&B server (W&B agents, "
+        "or Launch queues for configs with a `job`).",
     )
     project: str | None = Field(None, description="W&B project of every stage (default: the pipeline name).")
     stages: dict[StageName, Stage] = Field(min_length=1, description="The stages, by name.")

@@ -44,3 +44,7 @@ def sweep(config: dict):
 
 
 PYTHON = sys.executable
+
+
+# The stub W&B server and the W&B backend on it, for the contract suite (tests/backend_tests/test_contract.py).
+from tests.wandb_stub.fixtures import stub, wandb_backend  # noqa: E402, F401

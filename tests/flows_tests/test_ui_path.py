@@ -78,8 +78,8 @@ def test_inputs_that_can_never_work_fail_before_any_sweep(tmp_path: Path) -> Non
     unknown = tune(pipeline=str(spec), overrides=CampaignOverrides(stages=["coarse", "fien"]), return_state=True)
     assert unknown.is_failed() and "overrides.stages: unknown stage(s) fien" in _message(unknown)
 
-    wrong_backend = sweep_pipeline(str(spec), backend="wandb", return_state=True)
-    assert wrong_backend.is_failed() and "backend: 'wandb' is not available" in _message(wrong_backend)
+    wrong_backend = sweep_pipeline(str(spec), backend="sagemaker", return_state=True)
+    assert wrong_backend.is_failed() and "backend: 'sagemaker' is not available" in _message(wrong_backend)
 
     no_job = tmp_path / "nojob.yaml"
     data = yaml.safe_load(spec.read_text())
