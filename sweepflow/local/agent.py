@@ -20,6 +20,7 @@ the sweep is not failed by it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import select
@@ -292,6 +293,10 @@ class Agent:
             return False
         if self.store.mark_run_started(run.id, self.id, item_id=claim.item.id, now=now) is None:
             return False  # the claim went away (sweep ended, lease reaped) between claim and start
+        if run.attempt > 1:  # a re-queued run: its earlier attempt's log must not pass for this one's
+            earlier = run_dir / "wandb"
+            with contextlib.suppress(OSError):
+                earlier.rename(run_dir / f"wandb.attempt-{run.attempt - 1}")
         argv, preexec = die_with_parent(argv)
         spec = RunSpec(
             run_id=run.id,

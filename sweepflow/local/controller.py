@@ -19,11 +19,14 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sweepflow.config import SweepConfig
+from sweepflow.local.processes import owner_is_dead
+from sweepflow.local.reaper import Reaper, lost_with_agent
 from sweepflow.local.search import Trial, searcher_for, seed_of_id, stopper_for
 from sweepflow.ranking import lookup, metric_value, reaches
 from sweepflow.settings import DEFAULTS
@@ -31,6 +34,7 @@ from sweepflow.store import (
     DuplicateConfigError,
     LeaseLostError,
     RunCapReachedError,
+    RunRefusedError,
     RunState,
     Store,
     Sweep,
@@ -63,6 +67,8 @@ class ControllerSettings:
     lookahead: int = (
         DEFAULTS.lookahead
     )  # runs queued beyond num_workers for methods in LOOKAHEAD_METHODS (within run_cap)
+    runs_dir: Path | None = None  # where runs' logs are: the reaper reads how a dead agent's runs ended
+    lost_run_retries: int = DEFAULTS.lost_run_retries  # re-queues of a run that died with its agent
 
     @property
     def renew_every(self) -> float:
@@ -95,6 +101,7 @@ class Controller:
         self._last_hyperband = -math.inf
         self._exhausted = False
         self._renew_at = self._reap_at = -math.inf  # the first tick does both
+        self.reaper = Reaper(store, self.settings.runs_dir)
         self.stop_requests = 0  # Hyperband stops requested so far: a loop tells its agent to look at once
 
     def _sweep(self) -> Sweep:
@@ -106,8 +113,8 @@ class Controller:
     def tick(self, now: float | None = None) -> bool:
         """One round of decisions. Returns False once the sweep has ended (or was never ours to drive)."""
         now = time.time() if now is None else now
-        if now >= self._reap_at:
-            self.store.reap_expired(now=now)
+        if now >= min(self._reap_at, self.reaper.retry_at):
+            self.reaper.reap(now)
             self._reap_at = now + self.settings.renew_every
         if now >= self._renew_at:
             self._renew(now)
@@ -120,6 +127,9 @@ class Controller:
         if sweep.state is SweepState.PENDING:
             self.store.set_sweep_state(self.sweep_id, SweepState.RUNNING, expect=[SweepState.PENDING], now=now)
         runs = self.store.runs(self.sweep_id)
+        if self._requeue_lost(runs, now):
+            runs = self.store.runs(self.sweep_id)
+        self.reaper.watch(runs)
         reason = self._end_reason(sweep, runs)
         if reason is None:
             self._apply_hyperband(sweep, runs, now)
@@ -150,15 +160,42 @@ class Controller:
     @property
     def next_due(self) -> float:
         """When this controller next needs a tick for its own sake (lease renewal, reaping)."""
-        return min(self._renew_at, self._reap_at)
+        return min(self._renew_at, self._reap_at, self.reaper.retry_at)
+
+    def reap_now(self) -> None:
+        """Reap at the next tick (an agent of this machine was seen to die)."""
+        self._reap_at = -math.inf
 
     def _renew(self, now: float) -> None:
         # Renewed at a fraction of the TTL, the lease always has most of it left: a tick after a stall longer
-        # than that renews (and learns it lost the sweep) before deciding anything.
-        if not self.store.acquire_controller_lease(self.sweep_id, self.owner, self.settings.lease_ttl, now=now):
-            self._renew_at = -math.inf
-            raise ControllerLeaseTaken(f"sweep {self.sweep_id} is driven by another controller")
+        # than that renews (and learns it lost the sweep) before deciding anything. A holder that is a dead
+        # process of this machine is replaced at once: only a holder elsewhere is waited out (its lease TTL).
+        ttl = self.settings.lease_ttl
+        if not self.store.acquire_controller_lease(self.sweep_id, self.owner, ttl, now=now):
+            holder = self._sweep().lease_owner
+            if not (
+                owner_is_dead(holder)
+                and self.store.acquire_controller_lease(self.sweep_id, self.owner, ttl, replacing=holder, now=now)
+            ):
+                self._renew_at = -math.inf
+                raise ControllerLeaseTaken(f"sweep {self.sweep_id} is driven by another controller")
         self._renew_at = now + self.settings.renew_every
+
+    def _requeue_lost(self, runs: list[Any], now: float) -> int:
+        """Queue again, same config, the runs that died with their agent (a bounded number of times each): they
+        do not count against ``run_cap`` (it counts runs, and a re-queued run is the same run)."""
+        requeued = 0
+        for run in runs:
+            if lost_with_agent(run) and run.attempt <= self.settings.lost_run_retries:
+                try:
+                    self.store.requeue_run(run.id, priority=self.settings.priority, owner=self.owner, now=now)
+                except (RunRefusedError, SweepInactiveError):
+                    continue
+                except LeaseLostError:
+                    self._renew_at = -math.inf
+                    raise ControllerLeaseTaken(f"sweep {self.sweep_id} is driven by another controller") from None
+                requeued += 1
+        return requeued
 
     # -- decisions ------------------------------------------------------------------------------------------
 

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from sweepflow.local.agent import Agent, OnEvent, StartRun
-from sweepflow.local.controller import Controller, ControllerLeaseTaken, ControllerSettings
-from sweepflow.local.processes import owner_is_dead, process_gone
+from sweepflow.local.controller import Controller, ControllerSettings
+from sweepflow.local.processes import process_gone
 from sweepflow.settings import DEFAULTS, Settings
 from sweepflow.states import SweepState
 from sweepflow.store import NotFoundError, Store, Sweep
@@ -115,8 +115,9 @@ class Driver:
         return min(self.controller.next_due, self.agent.next_due if self.agent else math.inf)
 
     def wait(self, deadline: float | None = None) -> str:
-        """Sleep until ``deadline`` (default :attr:`next_due`), a run's exit, or another process's commit;
-        returns which: ``"timer"``, ``"exit"`` or ``"store"``."""
+        """Sleep until ``deadline`` (default :attr:`next_due`), a run's exit, an agent's death (one of this machine
+        running a run of the sweep), or another process's commit; returns which: ``"timer"``, ``"exit"``,
+        ``"agent"`` or ``"store"``."""
         deadline = self.next_due if deadline is None else deadline
         while True:
             left = deadline - time.time()
@@ -127,6 +128,10 @@ class Driver:
                     return "exit"
             else:
                 time.sleep(min(left, self.poll_interval))
+            if self.controller.reaper.agent_died():  # its runs need settling, and its queue may need an agent
+                self.controller.reap_now()
+                self._served_checked_at = -math.inf
+                return "agent"
             if self.store.data_version() != self._version:
                 return "store"
 
@@ -135,6 +140,7 @@ class Driver:
         if self.agent:
             self.agent.shutdown()
         self.controller.release()
+        self.controller.reaper.close()
 
 
 def _sweep(store: Store, sweep_id: str) -> Sweep:
@@ -186,6 +192,8 @@ def drive(
             priority=launch.get("priority"),  # Launch's own key: a run's place in its queue
             renew_fraction=s.lease_renew_fraction,
             lookahead=s.lookahead,
+            runs_dir=s.runs_dir,
+            lost_run_retries=s.lost_run_retries,
         ),
     )
 
@@ -219,15 +227,7 @@ def drive(
     )
     try:
         while True:
-            try:
-                going = driver.step(time.time())
-            except ControllerLeaseTaken:
-                # A crashed controller's lease outlives it by up to lease_ttl: wait that out, but never
-                # compete with a live one.
-                if not owner_is_dead(_sweep(store, sweep_id).lease_owner):
-                    raise
-                time.sleep(s.poll_interval * 10)
-                continue
+            going = driver.step(time.time())
             if on_tick:
                 on_tick()
             if not going:
