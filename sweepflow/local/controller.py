@@ -138,7 +138,7 @@ class Controller:
                 # (A run added is in flight, and the sweep goes on.)
                 reason = self._end_reason(sweep, runs)
         if reason is not None:
-            state, why = reason
+            state, why = self._failures(*reason, runs)
             why += self._metric_note(runs)
             self.store.set_sweep_state(self.sweep_id, state, why, expect=[SweepState.RUNNING], now=now)
             self.release()
@@ -281,6 +281,20 @@ class Controller:
             free -= 1
             added += 1
         return added
+
+    @staticmethod
+    def _failures(state: SweepState, why: str, runs: list[Any]) -> tuple[SweepState, str]:
+        """Say how many runs failed or crashed, and why the first did; a sweep none of whose runs finished has
+        failed (``launch-sweep --wait`` exits 1, a re-launch under its key resumes it after a fix)."""
+        bad = [r for r in runs if r.state in _FAILED]
+        if not bad or state is not SweepState.FINISHED:
+            return state, why
+        first = bad[0]
+        why += f"; {len(bad)} of {len(runs)} runs failed or crashed (run {first.id}: "
+        why += f"{first.stop_reason or first.state})"
+        if all(r.state in _FAILED or r.state is RunState.KILLED for r in runs):  # none finished, none in flight
+            return SweepState.FAILED, "every run failed or crashed: " + why
+        return state, why
 
     def _metric_note(self, runs: list[Any]) -> str:
         """Say so when no run produced a usable value of the sweep's metric (never logged, or NaN)."""
