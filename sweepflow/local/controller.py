@@ -145,6 +145,17 @@ class Controller:
             return False
         return True
 
+    def recover(self, now: float | None = None) -> None:
+        """What a controller does first, before it can suggest anything: take the sweep (from a dead holder of this
+        machine at once), settle the runs of agents that are gone, and queue again those lost with their agent,
+        so an agent can restart them while the search engine is still loading."""
+        now = time.time() if now is None else now
+        self._renew(now)
+        self.reaper.reap(now)
+        self._reap_at = now + self.settings.renew_every
+        if self._sweep().state.is_active:
+            self._requeue_lost(self.store.runs(self.sweep_id), now)
+
     def release(self) -> None:
         """Give up the lease (a clean exit); the next controller may take over at once."""
         self.store.release_controller_lease(self.sweep_id, self.owner)

@@ -102,6 +102,13 @@ class Driver:
             return False
         return self.active or bool(agent and agent.busy)
 
+    def recover(self, now: float) -> None:
+        """The first round, before the engine is loaded: the controller takes the sweep and re-queues runs lost with
+        a dead agent (:meth:`Controller.recover`), and our agent claims them."""
+        self.controller.recover(now)
+        if self.agent:
+            self.agent.tick(now)
+
     def _serve_if_unserved(self, now: float) -> None:
         if now - self._served_checked_at < self.controller.settings.renew_every:
             return
@@ -152,8 +159,8 @@ def _sweep(store: Store, sweep_id: str) -> Sweep:
 
 def _load_engine() -> None:
     """Import the engine's search modules now: ``sweeps`` imports them (scipy, scikit-learn) at its first suggestion,
-    seconds on a busy box, and a controller must not spend those inside its first tick, holding a fresh lease that a
-    short TTL may not outlast."""
+    seconds on a busy box, and a controller must not spend those inside a tick: the lease is renewed at the next
+    round, before anything is decided (a short test TTL may expire meanwhile; the renewal then says so)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import sweeps.bayes_search
@@ -180,7 +187,6 @@ def drive(
     s = backend.settings
     store = backend.store
     sweep = _sweep(store, sweep_id)
-    _load_engine()
     queue = sweep.config.get("queue") or DEFAULT_QUEUE
     launch = sweep.config.get("launch") if isinstance(sweep.config.get("launch"), dict) else {}
     controller = Controller(
@@ -226,6 +232,10 @@ def drive(
         poll_interval=s.poll_interval,
     )
     try:
+        # Runs lost with a dead controller start again before the engine's imports (seconds on a busy box): the
+        # lease is taken, the lost runs re-queued and claimed first.
+        driver.recover(time.time())
+        _load_engine()
         while True:
             going = driver.step(time.time())
             if on_tick:
