@@ -26,10 +26,12 @@ campaign process is run again with the same key, a killed ``launch-sweep --wait`
 ``--resume_id ID --wait``, and a killed training run is ``crashed`` and counts (as in W&B).
 
 Reported (targets in brackets): duplicate runs [0], finished runs lost, i.e. run logs holding a clean exit
-record whose run is not recorded finished [0], sweeps over ``run_cap`` [0], runs re-queued, campaigns completed
-[all], sweeps short of ``run_cap`` finished runs other than by a killed training run [0], store integrity
-problems [none], and the recovery time, kill -> the next run of that campaign started [p50 / max <= 5 s]; plus the
-load average and the CPU other processes used meanwhile (the machine is shared: say so with the figures).
+record whose run is not recorded finished [0], sweeps over ``run_cap`` [0], runs re-queued (and given up after
+``lost_run_retries``), campaigns completed [all], sweeps short of ``run_cap`` finished runs other than by a killed
+training run or a run given up [0], store integrity problems [none], and the recovery time, kill -> the next run
+of the sweep it hit started [p50 / max <= 5 s] (a kill at a stage's end is followed by the next stage's start-up,
+reported apart); plus the load average and the CPU other processes used meanwhile (the machine is shared: say so
+with the figures).
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ class Fault:
     part: str
     at: float  # wall clock of the kill
     pid: int
+    sweep: str | None = None  # the campaign's sweep running at the kill
     recovered_at: float | None = None  # when the campaign's next run started
+    next_stage: bool = False  # that run was of a later stage: the kill fell at a stage's end
     note: str = ""
 
 
@@ -221,7 +225,8 @@ class Bench:
     def kill(self, c: Campaign, part: str, pid: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        self.faults.append(Fault(c.name, part, time.time(), pid))
+        current = self.current_sweep(c)
+        self.faults.append(Fault(c.name, part, time.time(), pid, current.id if current else None))
         # Recovered the documented way (see the module docstring); a dead controller is the sensor's to replace.
         if part == "agent":
             c.agent.wait()
@@ -261,10 +266,11 @@ class Bench:
         open_faults = [f for f in self.faults if f.campaign == c.name and f.recovered_at is None]
         if not open_faults and c.first_run is not None:
             return
-        starts = sorted(r.started_at for s in self.sweeps_of(c) for r in self.store.runs(s.id) if r.started_at)
-        c.first_run = starts[0] if starts else None
+        starts = sorted((r.started_at, s.id) for s in self.sweeps_of(c) for r in self.store.runs(s.id) if r.started_at)
+        c.first_run = starts[0][0] if starts else None
         for fault in open_faults:
-            fault.recovered_at = next((t for t in starts if t > fault.at), None)
+            fault.recovered_at, sweep = next(((t, s) for t, s in starts if t > fault.at), (None, None))
+            fault.next_stage = sweep is not None and sweep != fault.sweep
 
     def settle(self, c: Campaign) -> None:
         """Stop what the campaign left running (its external agent), by pid."""
@@ -284,7 +290,7 @@ class Bench:
         from sweepflow.local.txlog import RunLog
 
         run_kills = {f.campaign for f in self.faults if f.part == "run"}
-        sweeps, duplicates, lost, over, requeued, short, unexplained = [], 0, 0, 0, 0, 0, []
+        sweeps, duplicates, lost, over, requeued, short, unexplained, gave_up = [], 0, 0, 0, 0, 0, [], 0
         completed = 0
         for c in campaigns:
             stages = self.sweeps_of(c)
@@ -302,10 +308,15 @@ class Bench:
                         with contextlib.suppress(Exception):
                             clean += RunLog.read(path).exit_code == 0
                     lost += max(0, clean - (r.state.value == "finished"))
+                # Why a sweep may end short of run_cap finished runs: a training run killed itself (crashed, it
+                # counts, as in W&B), or a run lost with its agent more often than it may be re-queued.
                 killed = [r for r in runs if r.state.value == "crashed" and "agent lost" not in str(r.stop_reason)]
+                given_up = [r for r in runs if r.state.value == "crashed" and "agent lost" in str(r.stop_reason)]
+                gave_up += len(given_up)
                 if finished < (s.run_cap or 0):
                     short += 1
-                    if not (c.name in run_kills and finished + len(killed) >= s.run_cap):
+                    explained = len(killed) * (c.name in run_kills) + len(given_up)
+                    if finished + explained < s.run_cap:
                         unexplained.append(f"{c.name} sweep {s.id}: {finished}/{s.run_cap} finished, {s.state_reason}")
                 ok = ok and s.state.value == "finished" and len(runs) == s.run_cap
                 sweeps.append(
@@ -323,11 +334,15 @@ class Bench:
                     }
                 )
             completed += ok
-        recovery = [f.recovered_at - f.at for f in self.faults if f.recovered_at is not None]
+        # Recovery within the sweep the kill hit; a kill at a stage's end is followed by the next stage's start-up
+        # (new processes: the campaign's sensor launches it), reported apart.
+        within = [f for f in self.faults if f.recovered_at is not None and not f.next_stage]
+        recovery = [f.recovered_at - f.at for f in within]
         by_part = {
-            part: dist([f.recovered_at - f.at for f in self.faults if f.part == part and f.recovered_at is not None])
+            part: dist([f.recovered_at - f.at for f in within if f.part == part])
             for part in sorted({f.part for f in self.faults})
         }
+        boundary = [f.recovered_at - f.at for f in self.faults if f.next_stage]
         return {
             "injections": len(self.faults),
             "by_part": {p: sum(f.part == p for f in self.faults) for p in sorted({f.part for f in self.faults})},
@@ -335,6 +350,7 @@ class Bench:
             "finished_runs_lost": lost,
             "run_cap_exceeded": over,
             "runs_requeued": requeued,
+            "runs_given_up": gave_up,  # lost with their agent lost_run_retries + 1 times: they end crashed
             "campaigns": len(campaigns),
             "campaigns_completed": completed,
             "sweeps_short_of_run_cap": short,
@@ -342,12 +358,14 @@ class Bench:
             "store_problems": self.store.check(),
             "recovery_s": dist(recovery),
             "recovery_s_by_part": by_part,
+            "recovery_s_at_stage_end": dist(boundary),
             "faults": [
                 {
                     "campaign": f.campaign,
                     "part": f.part,
                     "at_s": round(f.at - next(c.started for c in campaigns if c.name == f.campaign), 2),
                     "recovery_s": None if f.recovered_at is None else round(f.recovered_at - f.at, 3),
+                    "next_stage": f.next_stage,
                     "note": f.note,
                 }
                 for f in self.faults
@@ -383,6 +401,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--per-campaign", type=int, default=4, help="faults injected into each campaign")
     parser.add_argument("--parallel", type=int, default=2, help="campaigns running at once")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--no-top-up", dest="top_up", action="store_false", help="no extra campaign for faults a campaign ended before"
+    )
     parser.add_argument("--runs", type=int, default=4, help="run_cap of each stage")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of each run (0.25 s each)")
     parser.add_argument("--stages", type=int, default=2, help="chained stages per campaign")
@@ -414,7 +435,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for c in [c for c in running if bench.step(c)]:
                     running.remove(c)
                     bench.load.append(os.getloadavg()[0])
-                    if c.moments:  # faults it never got (nothing alive to kill at the time): to a later campaign
+                    if c.moments and args.top_up:  # faults it never got (it ended first): to another campaign
                         planned.append(len(c.moments))
                 time.sleep(0.05)
             result = bench.verdict(campaigns)
@@ -445,10 +466,16 @@ def _print(r: dict[str, Any]) -> None:
     print(f"injections {r['injections']} {r['by_part']}, campaigns {done} completed")
     print(
         f"duplicates {r['duplicates']}, finished runs lost {r['finished_runs_lost']}, run_cap exceeded "
-        f"{r['run_cap_exceeded']}, runs re-queued {r['runs_requeued']}, sweeps short {r['sweeps_short_of_run_cap']} "
+        f"{r['run_cap_exceeded']}, runs re-queued {r['runs_requeued']} (given up {r['runs_given_up']}), "
+        f"sweeps short {r['sweeps_short_of_run_cap']} "
         f"(unexplained {len(r['sweeps_short_unexplained'])}), store problems {len(r['store_problems'])}"
     )
-    print(f"recovery kill -> next run started: p50 {fmt(rec.get('p50'), ' s', 2)}, max {fmt(rec.get('max'), ' s', 2)}")
+    print(
+        f"recovery kill -> next run of the sweep started: n={rec['n']} p50 {fmt(rec.get('p50'), ' s', 2)}, "
+        f"max {fmt(rec.get('max'), ' s', 2)}"
+    )
+    end = r["recovery_s_at_stage_end"]
+    print(f"  at a stage's end (next stage's first run): n={end['n']} max {fmt(end.get('max'), ' s', 2)}")
     for part, d in r["recovery_s_by_part"].items():
         print(f"  {part:13s} n={d['n']:3d}  p50 {fmt(d.get('p50'), ' s', 2)}  max {fmt(d.get('max'), ' s', 2)}")
     others = r["other_processes_cores_avg"] or 0.0
