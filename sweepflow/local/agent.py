@@ -3,8 +3,9 @@
 An agent serves one queue with ``max_jobs`` slots. Each :meth:`Agent.tick` (non-blocking, so tests and the
 embedded pool can drive it with ``now`` passed in) records how finished runs ended, claims new work, and, when
 they are due, reports metrics of running runs into the store and heartbeats its leases (which also brings stop
-requests). An agent that dies stops heartbeating; its leases expire and the store marks its runs crashed, and the
-kernel kills its run processes with it (parent-death signal) so no orphan keeps training unobserved.
+requests). An agent that dies takes its run processes with it (parent-death signal), so no orphan keeps training
+unobserved; the controller's reaper (:mod:`sweepflow.local.reaper`) settles its runs, at once on this machine, when
+its leases expire elsewhere. A re-queued run's earlier attempt keeps its files (``wandb.attempt-N``).
 
 A tick only touches the store for what is due: a heartbeat every ``lease_ttl * renew_fraction``, a metrics report
 every ``report_interval``, a claim when a slot is free. A loop sleeps in :meth:`Agent.wait` until

@@ -3,12 +3,18 @@
 A controller owns one sweep through a lease in the store, so a second controller refuses to drive it (two
 controllers are how W&B users get duplicate runs). Every decision is re-derived from the store on each
 :meth:`Controller.tick`, so a controller that crashed is replaced by a new one that simply continues: nothing
-lives only in memory. The store itself refuses a run over ``run_cap`` or a config the sweep already ran, so
-even a bug here cannot break those two promises.
+lives only in memory. A holder that is a dead process of this machine is replaced at once; one elsewhere, when
+its lease expires. The store itself refuses a run over ``run_cap`` or a config the sweep already ran, so even a
+bug here cannot break those two promises.
 
-A tick costs what it decides, not what it guards: the lease is renewed and expired claims are reaped every
-``lease_ttl * renew_fraction`` (not every tick), and a grid or random sweep keeps ``lookahead`` runs queued
-beyond its workers, so a freed slot is refilled by an agent's claim alone, without waiting for a suggestion.
+Runs of agents that are gone are settled by the :class:`~sweepflow.local.reaper.Reaper` (from their logs), and
+those lost with their agent are queued again, same config, up to ``lost_run_retries`` times each: an
+infrastructure fault does not eat the sweep's ``run_cap``.
+
+A tick costs what it decides, not what it guards: the lease is renewed and claims are reaped every
+``lease_ttl * renew_fraction`` (not every tick; at once when the drive loop sees an agent of this machine die),
+and a grid or random sweep keeps ``lookahead`` runs queued beyond its workers, so a freed slot is refilled by an
+agent's claim alone, without waiting for a suggestion.
 """
 
 from __future__ import annotations
