@@ -75,6 +75,14 @@ class Settings(BaseSettings):
             "same config, so a sweep still delivers `run_cap` runs; a run whose script failed counts, as in W&B."
         ),
     )
+    standby: bool = Field(
+        True,
+        description=(
+            "Keep a second controller process per sweep a flow drives, waiting (engine loaded, on the first one's "
+            "pidfd) to take over the moment it dies: recovery in milliseconds instead of a new process's start-up, "
+            "for one idle process (~200 MB) per running sweep."
+        ),
+    )
     max_consecutive_failures: int = Field(
         0,
         ge=0,

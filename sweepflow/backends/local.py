@@ -34,7 +34,7 @@ from sweepflow.config import SweepConfig
 from sweepflow.errors import Issue, SweepflowError
 from sweepflow.local.command import JobError, ResolvedJob
 from sweepflow.local.drive import DEFAULT_QUEUE
-from sweepflow.local.processes import owner_is_dead
+from sweepflow.local.processes import owner_is_dead, owner_pid
 from sweepflow.local.registry import resolve_program
 from sweepflow.local.search import engine_problems
 from sweepflow.local.txlog import RunLog, TransactionLogError, find_run_file
@@ -51,9 +51,9 @@ _RESUMABLE = (SweepState.PAUSED, SweepState.FAILED, SweepState.FINISHED, SweepSt
 #: failing) and is launched again after a fix. A finished or canceled one is returned as it is.
 _RELAUNCH_RESUMES = (SweepState.PAUSED, SweepState.FAILED)
 
-#: The controller this process started last for each (store, sweep), shared by every backend object of the process
-#: (a flow's launch and wait tasks each open their own): while it lives, no second one is started.
-_SPAWNED: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
+#: The controllers this process started for each (store, sweep) and that may still live, shared by every backend
+#: object of the process (a flow's launch and wait tasks each open their own).
+_SPAWNED: dict[tuple[str, str], list[subprocess.Popen[bytes]]] = {}
 _SPAWN_LOCK = threading.Lock()
 
 P = ParamSpec("P")
@@ -301,26 +301,34 @@ class LocalBackend(Backend):
         return held and not owner_is_dead(sweep.lease_owner)
 
     def ensure_controller(self, sweep_id: str) -> bool:
-        """Start a detached controller process unless the sweep has ended, a live one drives it, or the one this
-        process started last is still alive (starting up: it takes the lease within seconds, from a dead holder
-        at once)."""
+        """Start a detached controller process unless the sweep has ended or one is there already: a live one
+        drives it, or the one this process started is still alive (starting up: it takes the lease within seconds,
+        from a dead holder at once). With the ``standby`` setting, also keep one more waiting to take over the moment
+        the driving one dies (``sweepflow controller`` stands by while a live controller of this machine drives)."""
         sweep = self._sweep(sweep_id)
-        if sweep.state.is_terminal or self.controller_alive(sweep_id):
+        if sweep.state.is_terminal:
             return False
-        key = (self.store.url, sweep_id)
         with _SPAWN_LOCK:
-            started = _SPAWNED.get(key)
-            if started is not None and started.poll() is None:
+            for key in list(_SPAWNED):  # reap the ones that ended (no zombie outlives the next call)
+                _SPAWNED[key] = [p for p in _SPAWNED[key] if p.poll() is None]
+            ours = _SPAWNED.setdefault((self.store.url, sweep_id), [])
+            if self.controller_alive(sweep_id):
+                holder = owner_pid(self._sweep(sweep_id).lease_owner)
+                if not self.settings.standby or any(p.pid != holder for p in ours):
+                    return False
+            elif ours:
                 return False
             log_dir = self.settings.runs_dir / sweep_id
             private_dir(log_dir)
             argv = [sys.executable, "-m", "sweepflow", "controller", sweep_id, "--store", self.store.url]
             with open(log_dir / "controller.log", "ab") as log:
                 # Its own session: it outlives the flow or CLI that started it. It stays this process's child, so
-                # we know at once when it ends (a refused or dead one is replaced without waiting); a child that
-                # ended is reaped by the next poll() here or by subprocess's own clean-up at the next spawn.
-                _SPAWNED[key] = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                # we know at once when it ends (a dead one is replaced without waiting); one that ended is reaped
+                # by the next call here.
+                ours.append(
+                    subprocess.Popen(
+                        argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    )
                 )
         return True
 

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from sweepflow.local.agent import Agent, OnEvent, StartRun
-from sweepflow.local.controller import Controller, ControllerSettings
-from sweepflow.local.processes import process_gone
+from sweepflow.local.controller import Controller, ControllerLeaseTaken, ControllerSettings
+from sweepflow.local.processes import owner_is_dead, owner_pid, process_gone, wait_for_exit
 from sweepflow.settings import DEFAULTS, Settings
 from sweepflow.states import SweepState
 from sweepflow.store import NotFoundError, Store, Sweep
@@ -102,13 +102,6 @@ class Driver:
             return False
         return self.active or bool(agent and agent.busy)
 
-    def recover(self, now: float) -> None:
-        """The first round, before the engine is loaded: the controller takes the sweep and re-queues runs lost with
-        a dead agent (:meth:`Controller.recover`), and our agent claims them."""
-        self.controller.recover(now)
-        if self.agent:
-            self.agent.tick(now)
-
     def _serve_if_unserved(self, now: float) -> None:
         if now - self._served_checked_at < self.controller.settings.renew_every:
             return
@@ -169,6 +162,36 @@ def _load_engine() -> None:
         import sweeps.random_search  # noqa: F401
 
 
+def _take_over(store: Store, controller: Controller, *, stand_by: bool) -> bool:
+    """Take the sweep (:meth:`Controller.recover`); False if it ended meanwhile.
+
+    With ``stand_by``, while a live controller of this machine drives it, wait for that process to end (its pidfd),
+    the engine loaded, and take over the moment it does: a dead controller is replaced in milliseconds, not in a new
+    process's start-up (seconds on a busy box). Otherwise, or for a controller elsewhere, raise
+    :class:`ControllerLeaseTaken`.
+    """
+    loaded = False
+    while True:
+        owner = _sweep(store, controller.sweep_id).lease_owner
+        holder = owner_pid(owner)
+        if not (stand_by and holder is not None and not owner_is_dead(owner)):
+            try:
+                controller.recover()
+                return True
+            except ControllerLeaseTaken:
+                if not stand_by or owner_pid(_sweep(store, controller.sweep_id).lease_owner) is None:
+                    raise
+                continue  # a live controller of this machine took it meanwhile: stand by for it
+        # Never take the sweep from a live controller of this machine, even if its lease lapsed (a busy box can
+        # stall its renewal past a short TTL): only its death hands the sweep over.
+        if not loaded:
+            _load_engine()
+            loaded = True
+        wait_for_exit(holder, controller.settings.renew_every)
+        if _sweep(store, controller.sweep_id).state.is_terminal:
+            return False
+
+
 def drive(
     backend: Backend,
     sweep_id: str,
@@ -177,12 +200,13 @@ def drive(
     on_tick: Callable[[], None] | None = None,
     on_event: OnEvent | None = None,
     start_run: StartRun | None = None,
+    stand_by: bool = False,
 ) -> Sweep:
     """Run the controller (and, if no live agent serves the queue, an agent pool) until the sweep ends.
 
     ``on_tick()`` is called after every round; ``on_event(kind, run_id, now)`` and ``start_run`` go to the
     embedded agent (see :class:`Agent`). Raises :class:`ControllerLeaseTaken` if another live controller drives
-    the sweep.
+    the sweep, unless ``stand_by`` (see :func:`_take_over`).
     """
     s = backend.settings
     store = backend.store
@@ -223,6 +247,8 @@ def drive(
         live = store.live_agents(queue, max_age=s.lease_ttl)
         return any(not process_gone(a.host, a.pid) for a in live)
 
+    if sweep.state.is_terminal or not _take_over(store, controller, stand_by=stand_by):
+        return _sweep(store, sweep_id)
     driver = Driver(
         store,
         controller,
@@ -232,9 +258,10 @@ def drive(
         poll_interval=s.poll_interval,
     )
     try:
-        # Runs lost with a dead controller start again before the engine's imports (seconds on a busy box): the
-        # lease is taken, the lost runs re-queued and claimed first.
-        driver.recover(time.time())
+        # Runs lost with a dead controller start again before the engine's imports (seconds on a busy box): they
+        # were re-queued as the sweep was taken over, and are claimed first.
+        if driver.agent:
+            driver.agent.tick(time.time())
         _load_engine()
         while True:
             going = driver.step(time.time())
