@@ -258,8 +258,11 @@ class Bench:
 
     def anchor(self, c: Campaign) -> float | None:
         """What the next fault's moment counts from: the campaign's first run start, then the last fault's recovery
-        (so each fault hits a campaign at work, and each recovery is measured alone); None while there is none."""
+        (so each fault hits a campaign at work, and each recovery is measured alone), or with ``--overlap`` the last
+        fault (faults may then fall into a recovery: more of them per minute); None while there is none."""
         mine = [f for f in self.faults if f.campaign == c.name]
+        if mine and self.args.overlap:
+            return mine[-1].at
         return mine[-1].recovered_at if mine else c.first_run
 
     def recoveries(self, c: Campaign) -> None:
@@ -400,6 +403,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--injections", type=int, default=50)
     parser.add_argument("--per-campaign", type=int, default=4, help="faults injected into each campaign")
     parser.add_argument("--parallel", type=int, default=2, help="campaigns running at once")
+    parser.add_argument("--overlap", action="store_true", help="count a fault's moment from the last fault's kill")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument(
         "--no-top-up", dest="top_up", action="store_false", help="no extra campaign for faults a campaign ended before"

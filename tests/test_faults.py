@@ -25,7 +25,8 @@ def _bench() -> ModuleType:
 def test_kill_9_anything_at_random_moments_and_every_campaign_completes(tmp_path: Path) -> None:
     # Two-stage campaigns, two at once: one whose runs an external agent serves (controller, agent, campaign process
     # and runs to kill), one run by `launch-sweep --wait` (itself and runs to kill).
-    args = "--injections 10 --per-campaign 5 --parallel 2 --shapes agent,cli --stages 2 --runs 3 --epochs 3 --span 2"
+    args = "--injections 10 --per-campaign 5 --parallel 2 --shapes agent,cli --stages 2 --runs 3 --epochs 3 --span 3"
+    args += " --overlap"  # a fault may fall into the previous one's recovery: ten of them in two short campaigns
     result = _bench().main([*args.split(), "--seed", "5", "--out", str(tmp_path / "faults.json")])
     assert result["injections"] >= 10 and len(result["by_part"]) >= 3, result["by_part"]
     assert result["duplicates"] == 0  # no config ran twice, no sweep created twice
