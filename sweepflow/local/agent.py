@@ -219,6 +219,8 @@ class Agent:
         return len(rows)
 
     def _finish(self, item_id: int, active: _Active, code: int, now: float) -> None:
+        # Said first: if this agent dies while the exit record is awaited, the reaper knows the run ended on its own.
+        self.store.record_exit(active.claim.run.id, code, item_id=item_id)
         self._report(item_id, active)
         log = active.proc.final_log()
         summary = active.proc.summary

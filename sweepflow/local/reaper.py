@@ -108,21 +108,25 @@ class Reaper:
         run, item_id = claim.run, claim.item.id
         run_dir = self.runs_dir / run.sweep_id / run.id if self.runs_dir else None
         log = _read_log(run_dir, run.id)
-        if dead and log is not None and log.exit_code is None and _written_within(log.path, EXIT_RECORD_WAIT):
-            return False  # the run may have just ended: wandb-core may still be writing its exit record
+        record = log.exit_code if log is not None else None
+        ended = run.exit_code is not None  # its agent saw its process exit on its own (Store.record_exit)
+        if ended and record is None and log is not None and _written_within(log.path, EXIT_RECORD_WAIT):
+            return False  # it has just ended: wandb-core may still be writing its exit record
         stopped = run.stop_requested is not None
-        if log is not None and log.exit_code is not None:
+        if record is not None or ended:  # it ended on its own: record it as its agent would have
+            code = run.exit_code if ended else record
             state = end_state(
-                exit_record=log.exit_code, process_code=log.exit_code, stopped=stopped, preempting=log.preempting
+                exit_record=record, process_code=code, stopped=stopped, preempting=bool(log and log.preempting)
             )
-            rows = [r for r in log.history if type(r.get("_step")) is int]
-            self.store.append_history(run.id, rows, item_id=item_id)
+            if log is not None:
+                rows = [r for r in log.history if type(r.get("_step")) is int]
+                self.store.append_history(run.id, rows, item_id=item_id)
             reason = None
             if state is not RunState.FINISHED:
-                reason = run.stop_requested or f"exit code {log.exit_code}; see {run_dir}"
-                reason += " (recorded from its log: its agent ended first)"
-            summary = log.summary
-        else:
+                reason = run.stop_requested or f"exit code {code}; see {run_dir}"
+                reason += " (recorded by the reaper: its agent ended first)"
+            summary = log.summary if log is not None else None
+        else:  # it died with its agent (the parent-death signal): through no fault of its own
             agent = self._agents.get(claim.item.claimed_by or "")
             lost = f"{AGENT_LOST} (its process {agent.pid} ended)" if dead and agent else LEASE_EXPIRED_REASON
             state = RunState.KILLED if stopped else RunState.CRASHED
@@ -131,7 +135,7 @@ class Reaper:
         recorded = self.store.mark_run_finished(
             run.id,
             state,
-            exit_code=log.exit_code if log else None,
+            exit_code=run.exit_code if run.exit_code is not None else record,
             summary=summary,
             stop_reason=reason,
             cost_usd=0.0,  # how long it ran is unknown

@@ -591,6 +591,21 @@ class Store:
             )
             return _run(self._run_row(conn, run_id))
 
+    def record_exit(self, run_id: str, exit_code: int, *, item_id: int) -> bool:
+        """The running run's process exited, with ``exit_code``, and its agent is recording how it ended (which may
+        take a moment: wandb writes the run's exit record just after). A reaper that finds the agent dead before the
+        outcome is recorded then knows the run ended on its own: it waits for the exit record and does not re-queue
+        it. False (nothing written) if the claim is gone."""
+        with self._write() as conn:
+            if not self._holds(conn, run_id, item_id, None):
+                return False
+            conn.execute(
+                update(t.runs)
+                .where(t.runs.c.id == run_id, t.runs.c.state == RunState.RUNNING.value)
+                .values(exit_code=exit_code)
+            )
+            return True
+
     @staticmethod
     def _holds(conn: Connection, run_id: str, item_id: int | None, agent_id: str | None) -> bool:
         """Whether the run's live item is claimed (by ``agent_id`` / is ``item_id``, when given)."""

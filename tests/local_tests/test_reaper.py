@@ -30,6 +30,14 @@ def _dead_pid() -> int:
     return proc.pid
 
 
+class AgentDied(Exception):
+    """Stands for a kill -9 at one precise point of the agent's code."""
+
+
+def _dies() -> None:
+    raise AgentDied
+
+
 def _kill(store: Store, agent: Agent) -> None:
     """What the store shows of an agent after kill -9: its registration names a process that is gone."""
     store.register_agent(agent.queue, agent_id=agent.id, pid=_dead_pid())
@@ -45,7 +53,10 @@ def test_a_run_that_completed_before_its_agent_died_is_recorded_finished_from_it
     assert agent.tick().started == 1
     [active] = agent.active.values()
     assert select.select([active.proc.exit_fd], [], [], 120)[0], "the run did not end"
-    # The run has ended; its agent dies before recording it (it never ticks again).
+    # The run has ended; its agent sees it, and dies while it waits for wandb to write the run's exit record.
+    active.proc.final_log = _dies  # type: ignore[method-assign]
+    with pytest.raises(AgentDied):
+        agent.tick()
     _kill(store, agent)
     deadline = time.time() + 30
     while store.get_run(active.claim.run.id).state.in_flight and time.time() < deadline:
