@@ -55,7 +55,9 @@ def test_hyperband_stops_the_clearly_worse_run_and_records_why(backend: LocalBac
     config = curve_config(
         method="grid",
         early_terminate={"type": "hyperband", "min_iter": 2, "eta": 2},
-        parameters={"quality": {"values": [1.0, 1.1, 50.0]}, "epochs": {"value": 12}, "sleep": {"value": 0.15}},
+        # 12 epochs of 0.3 s: the bad run still trains when its first rows reach the store (wandb flushes its log
+        # about once a second and the agent reports once a second), also on a busy box.
+        parameters={"quality": {"values": [1.0, 1.1, 50.0]}, "epochs": {"value": 12}, "sleep": {"value": 0.3}},
     )
     _sweep_id, runs = _finish(backend, config)
     by_quality = {r.config["quality"]: r for r in runs}
