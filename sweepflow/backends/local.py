@@ -274,12 +274,12 @@ class LocalBackend(Backend):
     def resume(self, sweep_id: str, *, drive: Literal["process", "none"] = "process") -> None:
         """Resume any sweep but a running one, as W&B does (an ended one ends again at once if nothing is left).
 
-        A running sweep whose controller is dead (``kill -9`` of ``launch-sweep --wait``, of its controller) is
-        not running: it is driven again, from where it stopped.
+        A running sweep whose controller died (``kill -9`` of ``launch-sweep --wait`` or of its controller: the
+        lease names a dead process, or lapsed) is not running: it is driven again, from where it stopped.
         """
         sweep = self._sweep(sweep_id)
         if sweep.state in (SweepState.RUNNING, SweepState.PENDING):
-            if self.controller_alive(sweep_id):
+            if sweep.lease_owner is None or self.controller_alive(sweep_id):
                 raise SweepflowError(f"cannot resume sweep {sweep_id}: it is already running.")
             if drive == "process":
                 self.ensure_controller(sweep_id)

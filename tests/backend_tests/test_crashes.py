@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from sweepflow.backends.local import LocalBackend
+from sweepflow.errors import SweepflowError
 from tests.backend_tests.conftest import curve_config, sweep
 
 
@@ -97,3 +99,18 @@ def test_kill_9_of_an_agent_mid_run(backend: LocalBackend, reaper: list) -> None
     runs = store.runs(handle.id)
     assert backend.status(handle.id).state == "finished" and len(runs) == 3
     assert [r.state.value for r in runs] == ["finished"] * 3
+
+
+def test_a_running_sweep_whose_controller_died_can_be_resumed(backend: LocalBackend) -> None:
+    """What a user does after kill -9 of `launch-sweep --wait`: `launch-sweep --resume_id ID --wait`."""
+    sweep_id = backend.launch(sweep(curve_config(run_cap=1)), key="k", drive="none").id
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    live = f"{socket.gethostname()}:{os.getpid()}:live"
+    backend.store.acquire_controller_lease(sweep_id, live, 60)
+    with pytest.raises(SweepflowError, match="already running"):  # a live controller drives it
+        backend.resume(sweep_id, drive="none")
+    backend.store.release_controller_lease(sweep_id, live)
+    backend.store.acquire_controller_lease(sweep_id, f"{socket.gethostname()}:{dead.pid}:gone", 60)
+    backend.resume(sweep_id, drive="none")  # not "already running": its controller is dead, nobody drives it
+    assert not backend.status(sweep_id).done

@@ -3,8 +3,6 @@ carries its folder, and a busy store reported as worth retrying."""
 
 from __future__ import annotations
 
-import os
-import socket
 import sqlite3
 from pathlib import Path
 
@@ -64,8 +62,7 @@ def test_a_locked_store_is_a_transient_error(backend: LocalBackend) -> None:
 
 def test_sweep_verbs_follow_wandb(backend: LocalBackend) -> None:
     sweep_id = backend.launch(sweep(curve_config(run_cap=1)), key="k", drive="none").id
-    backend.store.acquire_controller_lease(sweep_id, f"{socket.gethostname()}:{os.getpid()}:live", 60)
-    with pytest.raises(SweepflowError, match="already running"):  # a live controller drives it
+    with pytest.raises(SweepflowError, match="already running"):
         backend.set_state(sweep_id, "resume")
     assert backend.set_state(sweep_id, "stop").state == "finished"  # `wandb sweep --stop` ends FINISHED
     with pytest.raises(SweepflowError, match="already finished"):
