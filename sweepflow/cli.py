@@ -253,14 +253,15 @@ def _wait_with_progress(backend, sweep_id: str, console: Console) -> None:
 @app.command("controller", hidden=True)
 @_guard
 def controller(sweep_id: str, store: StoreOption = None) -> None:
-    """Drive one sweep until it ends (started detached by launch-sweep and the flows)."""
+    """Drive one sweep until it ends, or stand by to take it over (started detached by launch-sweep and the flows)."""
     from sweepflow.local.controller import ControllerLeaseTaken
     from sweepflow.local.drive import drive
     from sweepflow.local.processes import interrupt_on_signals
 
+    backend = _backend(store)
     try:
         with interrupt_on_signals():
-            drive(_backend(store), sweep_id)
+            drive(backend, sweep_id, stand_by=backend.settings.standby)
     except ControllerLeaseTaken as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:

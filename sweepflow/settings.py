@@ -67,6 +67,22 @@ class Settings(BaseSettings):
     term_grace: float = Field(
         5.0, ge=0, description="Seconds after SIGTERM before SIGKILL, for a run first sent SIGINT to keep its history."
     )
+    lost_run_retries: int = Field(
+        2,
+        ge=0,
+        description=(
+            "Times a run that died with its agent or controller (not through its script) is queued again with the "
+            "same config, so a sweep still delivers `run_cap` runs; a run whose script failed counts, as in W&B."
+        ),
+    )
+    standby: bool = Field(
+        True,
+        description=(
+            "Keep a second controller process per sweep a flow drives, waiting (engine loaded, on the first one's "
+            "pidfd) to take over the moment it dies: recovery in milliseconds instead of a new process's start-up, "
+            "for one idle process (~200 MB) per running sweep."
+        ),
+    )
     max_consecutive_failures: int = Field(
         0,
         ge=0,

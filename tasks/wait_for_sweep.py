@@ -44,7 +44,7 @@ def wait_for_sweep(
     store: str | None = None,
     timeout_s: float = 6 * 3600,
     poll_s: float = 0.5,
-    max_poll_s: float = 10.0,
+    max_poll_s: float = 2.0,  # each poll also restarts a dead controller: a longer backoff delays the recovery
     campaign: str | None = None,
 ) -> SweepStatus:
     """Block until the sweep ends; raise :class:`SweepTimeout` after ``timeout_s`` seconds."""

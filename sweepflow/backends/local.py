@@ -9,11 +9,10 @@ unless a live controller already holds the sweep's lease. That controller also r
 from __future__ import annotations
 
 import functools
-import math
 import secrets
-import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -35,7 +34,7 @@ from sweepflow.config import SweepConfig
 from sweepflow.errors import Issue, SweepflowError
 from sweepflow.local.command import JobError, ResolvedJob
 from sweepflow.local.drive import DEFAULT_QUEUE
-from sweepflow.local.processes import owner_is_dead
+from sweepflow.local.processes import owner_is_dead, owner_pid
 from sweepflow.local.registry import resolve_program
 from sweepflow.local.search import engine_problems
 from sweepflow.local.txlog import RunLog, TransactionLogError, find_run_file
@@ -51,6 +50,11 @@ _RESUMABLE = (SweepState.PAUSED, SweepState.FAILED, SweepState.FINISHED, SweepSt
 #: States a re-launch of the same key resumes by itself: a paused sweep, or one that failed (its runs kept
 #: failing) and is launched again after a fix. A finished or canceled one is returned as it is.
 _RELAUNCH_RESUMES = (SweepState.PAUSED, SweepState.FAILED)
+
+#: The controllers this process started for each (store, sweep) and that may still live, shared by every backend
+#: object of the process (a flow's launch and wait tasks each open their own).
+_SPAWNED: dict[tuple[str, str], list[subprocess.Popen[bytes]]] = {}
+_SPAWN_LOCK = threading.Lock()
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -141,7 +145,6 @@ class LocalBackend(Backend):
     def __init__(self, store: Store | str | None = None, settings: Settings | None = None):
         self.settings = settings or Settings()
         self.store = get_store(store if store is not None else self.settings.url)
-        self._spawned: dict[str, float] = {}  # sweep id -> when this process last started a controller for it
 
     # -- Backend --------------------------------------------------------------------------------------------
 
@@ -269,10 +272,18 @@ class LocalBackend(Backend):
         return self.status(sweep_id)
 
     def resume(self, sweep_id: str, *, drive: Literal["process", "none"] = "process") -> None:
-        """Resume any sweep but a running one, as W&B does (an ended one ends again at once if nothing is left)."""
+        """Resume any sweep but a running one, as W&B does (an ended one ends again at once if nothing is left).
+
+        A running sweep whose controller died (``kill -9`` of ``launch-sweep --wait`` or of its controller: the
+        lease names a dead process, or lapsed) is not running: it is driven again, from where it stopped.
+        """
         sweep = self._sweep(sweep_id)
         if sweep.state in (SweepState.RUNNING, SweepState.PENDING):
-            raise SweepflowError(f"cannot resume sweep {sweep_id}: it is already running.")
+            if sweep.lease_owner is None or self.controller_alive(sweep_id):
+                raise SweepflowError(f"cannot resume sweep {sweep_id}: it is already running.")
+            if drive == "process":
+                self.ensure_controller(sweep_id)
+            return
         self.store.set_sweep_state(sweep_id, SweepState.RUNNING, "resumed", expect=_RESUMABLE)
         if drive == "process":
             self.ensure_controller(sweep_id)
@@ -290,29 +301,35 @@ class LocalBackend(Backend):
         return held and not owner_is_dead(sweep.lease_owner)
 
     def ensure_controller(self, sweep_id: str) -> bool:
-        """Start a detached controller process unless the sweep has ended or a live one drives it."""
+        """Start a detached controller process unless the sweep has ended or one is there already: a live one
+        drives it, or the one this process started is still alive (starting up: it takes the lease within seconds,
+        from a dead holder at once). With the ``standby`` setting, also keep one more waiting to take over the moment
+        the driving one dies (``sweepflow controller`` stands by while a live controller of this machine drives)."""
         sweep = self._sweep(sweep_id)
-        if sweep.state.is_terminal or self.controller_alive(sweep_id):
+        if sweep.state.is_terminal:
             return False
-        if time.time() - self._spawned.get(sweep_id, -math.inf) < 2 * self.settings.lease_ttl:
-            return False  # the one we started is still waiting out a dead controller's lease
-        self._spawned[sweep_id] = time.time()
-        log_dir = self.settings.runs_dir / sweep_id
-        private_dir(log_dir)
-        argv = [sys.executable, "-m", "sweepflow", "controller", sweep_id, "--store", self.store.url]
-        # `setsid -f` forks and exits at once: the controller is re-parented to init, which reaps it when it
-        # dies, so the launching process (a long-lived flow, say) never collects zombies of its controllers.
-        setsid = shutil.which("setsid")
-        with open(log_dir / "controller.log", "ab") as log:
-            launcher = subprocess.Popen(
-                [setsid, "-f", *argv] if setsid else argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        if setsid:
-            launcher.wait(timeout=30)
+        with _SPAWN_LOCK:
+            for key in list(_SPAWNED):  # reap the ones that ended (no zombie outlives the next call)
+                _SPAWNED[key] = [p for p in _SPAWNED[key] if p.poll() is None]
+            ours = _SPAWNED.setdefault((self.store.url, sweep_id), [])
+            if self.controller_alive(sweep_id):
+                holder = owner_pid(self._sweep(sweep_id).lease_owner)
+                if not self.settings.standby or any(p.pid != holder for p in ours):
+                    return False
+            elif ours:
+                return False
+            log_dir = self.settings.runs_dir / sweep_id
+            private_dir(log_dir)
+            argv = [sys.executable, "-m", "sweepflow", "controller", sweep_id, "--store", self.store.url]
+            with open(log_dir / "controller.log", "ab") as log:
+                # Its own session: it outlives the flow or CLI that started it. It stays this process's child, so
+                # we know at once when it ends (a dead one is replaced without waiting); one that ended is reaped
+                # by the next call here.
+                ours.append(
+                    subprocess.Popen(
+                        argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    )
+                )
         return True
 
     def _sweep(self, sweep_id: str) -> Sweep:

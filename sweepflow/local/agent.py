@@ -3,8 +3,9 @@
 An agent serves one queue with ``max_jobs`` slots. Each :meth:`Agent.tick` (non-blocking, so tests and the
 embedded pool can drive it with ``now`` passed in) records how finished runs ended, claims new work, and, when
 they are due, reports metrics of running runs into the store and heartbeats its leases (which also brings stop
-requests). An agent that dies stops heartbeating; its leases expire and the store marks its runs crashed, and the
-kernel kills its run processes with it (parent-death signal) so no orphan keeps training unobserved.
+requests). An agent that dies takes its run processes with it (parent-death signal), so no orphan keeps training
+unobserved; the controller's reaper (:mod:`sweepflow.local.reaper`) settles its runs, at once on this machine, when
+its leases expire elsewhere. A re-queued run's earlier attempt keeps its files (``wandb.attempt-N``).
 
 A tick only touches the store for what is due: a heartbeat every ``lease_ttl * renew_fraction``, a metrics report
 every ``report_interval``, a claim when a slot is free. A loop sleeps in :meth:`Agent.wait` until
@@ -20,6 +21,7 @@ the sweep is not failed by it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import select
@@ -217,6 +219,8 @@ class Agent:
         return len(rows)
 
     def _finish(self, item_id: int, active: _Active, code: int, now: float) -> None:
+        # Said first: if this agent dies while the exit record is awaited, the reaper knows the run ended on its own.
+        self.store.record_exit(active.claim.run.id, code, item_id=item_id)
         self._report(item_id, active)
         log = active.proc.final_log()
         summary = active.proc.summary
@@ -292,6 +296,10 @@ class Agent:
             return False
         if self.store.mark_run_started(run.id, self.id, item_id=claim.item.id, now=now) is None:
             return False  # the claim went away (sweep ended, lease reaped) between claim and start
+        if run.attempt > 1:  # a re-queued run: its earlier attempt's log must not pass for this one's
+            earlier = run_dir / "wandb"
+            with contextlib.suppress(OSError):
+                earlier.rename(run_dir / f"wandb.attempt-{run.attempt - 1}")
         argv, preexec = die_with_parent(argv)
         spec = RunSpec(
             run_id=run.id,

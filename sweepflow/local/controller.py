@@ -3,12 +3,18 @@
 A controller owns one sweep through a lease in the store, so a second controller refuses to drive it (two
 controllers are how W&B users get duplicate runs). Every decision is re-derived from the store on each
 :meth:`Controller.tick`, so a controller that crashed is replaced by a new one that simply continues: nothing
-lives only in memory. The store itself refuses a run over ``run_cap`` or a config the sweep already ran, so
-even a bug here cannot break those two promises.
+lives only in memory. A holder that is a dead process of this machine is replaced at once; one elsewhere, when
+its lease expires. The store itself refuses a run over ``run_cap`` or a config the sweep already ran, so even a
+bug here cannot break those two promises.
 
-A tick costs what it decides, not what it guards: the lease is renewed and expired claims are reaped every
-``lease_ttl * renew_fraction`` (not every tick), and a grid or random sweep keeps ``lookahead`` runs queued
-beyond its workers, so a freed slot is refilled by an agent's claim alone, without waiting for a suggestion.
+Runs of agents that are gone are settled by the :class:`~sweepflow.local.reaper.Reaper` (from their logs), and
+those lost with their agent are queued again, same config, up to ``lost_run_retries`` times each: an
+infrastructure fault does not eat the sweep's ``run_cap``.
+
+A tick costs what it decides, not what it guards: the lease is renewed and claims are reaped every
+``lease_ttl * renew_fraction`` (not every tick; at once when the drive loop sees an agent of this machine die),
+and a grid or random sweep keeps ``lookahead`` runs queued beyond its workers, so a freed slot is refilled by an
+agent's claim alone, without waiting for a suggestion.
 """
 
 from __future__ import annotations
@@ -19,11 +25,14 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sweepflow.config import SweepConfig
+from sweepflow.local.processes import owner_is_dead
+from sweepflow.local.reaper import Reaper, lost_with_agent
 from sweepflow.local.search import Trial, searcher_for, seed_of_id, stopper_for
 from sweepflow.ranking import lookup, metric_value, reaches
 from sweepflow.settings import DEFAULTS
@@ -31,6 +40,7 @@ from sweepflow.store import (
     DuplicateConfigError,
     LeaseLostError,
     RunCapReachedError,
+    RunRefusedError,
     RunState,
     Store,
     Sweep,
@@ -63,6 +73,8 @@ class ControllerSettings:
     lookahead: int = (
         DEFAULTS.lookahead
     )  # runs queued beyond num_workers for methods in LOOKAHEAD_METHODS (within run_cap)
+    runs_dir: Path | None = None  # where runs' logs are: the reaper reads how a dead agent's runs ended
+    lost_run_retries: int = DEFAULTS.lost_run_retries  # re-queues of a run that died with its agent
 
     @property
     def renew_every(self) -> float:
@@ -95,6 +107,7 @@ class Controller:
         self._last_hyperband = -math.inf
         self._exhausted = False
         self._renew_at = self._reap_at = -math.inf  # the first tick does both
+        self.reaper = Reaper(store, self.settings.runs_dir)
         self.stop_requests = 0  # Hyperband stops requested so far: a loop tells its agent to look at once
 
     def _sweep(self) -> Sweep:
@@ -106,8 +119,8 @@ class Controller:
     def tick(self, now: float | None = None) -> bool:
         """One round of decisions. Returns False once the sweep has ended (or was never ours to drive)."""
         now = time.time() if now is None else now
-        if now >= self._reap_at:
-            self.store.reap_expired(now=now)
+        if now >= min(self._reap_at, self.reaper.retry_at):
+            self.reaper.reap(now)
             self._reap_at = now + self.settings.renew_every
         if now >= self._renew_at:
             self._renew(now)
@@ -120,6 +133,9 @@ class Controller:
         if sweep.state is SweepState.PENDING:
             self.store.set_sweep_state(self.sweep_id, SweepState.RUNNING, expect=[SweepState.PENDING], now=now)
         runs = self.store.runs(self.sweep_id)
+        if self._requeue_lost(runs, now):
+            runs = self.store.runs(self.sweep_id)
+        self.reaper.watch(runs)
         reason = self._end_reason(sweep, runs)
         if reason is None:
             self._apply_hyperband(sweep, runs, now)
@@ -128,12 +144,23 @@ class Controller:
                 # (A run added is in flight, and the sweep goes on.)
                 reason = self._end_reason(sweep, runs)
         if reason is not None:
-            state, why = reason
+            state, why = self._failures(*reason, runs)
             why += self._metric_note(runs)
             self.store.set_sweep_state(self.sweep_id, state, why, expect=[SweepState.RUNNING], now=now)
             self.release()
             return False
         return True
+
+    def recover(self, now: float | None = None) -> None:
+        """What a controller does first, before it can suggest anything: take the sweep (from a dead holder of this
+        machine at once), settle the runs of agents that are gone, and queue again those lost with their agent,
+        so an agent can restart them while the search engine is still loading."""
+        now = time.time() if now is None else now
+        self._renew(now)
+        self.reaper.reap(now)
+        self._reap_at = now + self.settings.renew_every
+        if self._sweep().state.is_active:
+            self._requeue_lost(self.store.runs(self.sweep_id), now)
 
     def release(self) -> None:
         """Give up the lease (a clean exit); the next controller may take over at once."""
@@ -150,15 +177,42 @@ class Controller:
     @property
     def next_due(self) -> float:
         """When this controller next needs a tick for its own sake (lease renewal, reaping)."""
-        return min(self._renew_at, self._reap_at)
+        return min(self._renew_at, self._reap_at, self.reaper.retry_at)
+
+    def reap_now(self) -> None:
+        """Reap at the next tick (an agent of this machine was seen to die)."""
+        self._reap_at = -math.inf
 
     def _renew(self, now: float) -> None:
         # Renewed at a fraction of the TTL, the lease always has most of it left: a tick after a stall longer
-        # than that renews (and learns it lost the sweep) before deciding anything.
-        if not self.store.acquire_controller_lease(self.sweep_id, self.owner, self.settings.lease_ttl, now=now):
-            self._renew_at = -math.inf
-            raise ControllerLeaseTaken(f"sweep {self.sweep_id} is driven by another controller")
+        # than that renews (and learns it lost the sweep) before deciding anything. A holder that is a dead
+        # process of this machine is replaced at once: only a holder elsewhere is waited out (its lease TTL).
+        ttl = self.settings.lease_ttl
+        if not self.store.acquire_controller_lease(self.sweep_id, self.owner, ttl, now=now):
+            holder = self._sweep().lease_owner
+            if not (
+                owner_is_dead(holder)
+                and self.store.acquire_controller_lease(self.sweep_id, self.owner, ttl, replacing=holder, now=now)
+            ):
+                self._renew_at = -math.inf
+                raise ControllerLeaseTaken(f"sweep {self.sweep_id} is driven by another controller")
         self._renew_at = now + self.settings.renew_every
+
+    def _requeue_lost(self, runs: list[Any], now: float) -> int:
+        """Queue again, same config, the runs that died with their agent (a bounded number of times each): they
+        do not count against ``run_cap`` (it counts runs, and a re-queued run is the same run)."""
+        requeued = 0
+        for run in runs:
+            if lost_with_agent(run) and run.attempt <= self.settings.lost_run_retries:
+                try:
+                    self.store.requeue_run(run.id, priority=self.settings.priority, owner=self.owner, now=now)
+                except (RunRefusedError, SweepInactiveError):
+                    continue
+                except LeaseLostError:
+                    self._renew_at = -math.inf
+                    raise ControllerLeaseTaken(f"sweep {self.sweep_id} is driven by another controller") from None
+                requeued += 1
+        return requeued
 
     # -- decisions ------------------------------------------------------------------------------------------
 
@@ -244,6 +298,20 @@ class Controller:
             free -= 1
             added += 1
         return added
+
+    @staticmethod
+    def _failures(state: SweepState, why: str, runs: list[Any]) -> tuple[SweepState, str]:
+        """Say how many runs failed or crashed, and why the first did; a sweep none of whose runs finished has
+        failed (``launch-sweep --wait`` exits 1, a re-launch under its key resumes it after a fix)."""
+        bad = [r for r in runs if r.state in _FAILED]
+        if not bad or state is not SweepState.FINISHED:
+            return state, why
+        first = bad[0]
+        why += f"; {len(bad)} of {len(runs)} runs failed or crashed (run {first.id}: "
+        why += f"{first.stop_reason or first.state})"
+        if all(r.state in _FAILED or r.state is RunState.KILLED for r in runs):  # none finished, none in flight
+            return SweepState.FAILED, "every run failed or crashed: " + why
+        return state, why
 
     def _metric_note(self, runs: list[Any]) -> str:
         """Say so when no run produced a usable value of the sweep's metric (never logged, or NaN)."""

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from sweepflow.local.agent import Agent, OnEvent, StartRun
 from sweepflow.local.controller import Controller, ControllerLeaseTaken, ControllerSettings
-from sweepflow.local.processes import owner_is_dead, process_gone
+from sweepflow.local.processes import owner_is_dead, owner_pid, process_gone, wait_for_exit
 from sweepflow.settings import DEFAULTS, Settings
 from sweepflow.states import SweepState
 from sweepflow.store import NotFoundError, Store, Sweep
@@ -115,8 +115,9 @@ class Driver:
         return min(self.controller.next_due, self.agent.next_due if self.agent else math.inf)
 
     def wait(self, deadline: float | None = None) -> str:
-        """Sleep until ``deadline`` (default :attr:`next_due`), a run's exit, or another process's commit;
-        returns which: ``"timer"``, ``"exit"`` or ``"store"``."""
+        """Sleep until ``deadline`` (default :attr:`next_due`), a run's exit, an agent's death (one of this machine
+        running a run of the sweep), or another process's commit; returns which: ``"timer"``, ``"exit"``,
+        ``"agent"`` or ``"store"``."""
         deadline = self.next_due if deadline is None else deadline
         while True:
             left = deadline - time.time()
@@ -127,6 +128,10 @@ class Driver:
                     return "exit"
             else:
                 time.sleep(min(left, self.poll_interval))
+            if self.controller.reaper.agent_died():  # its runs need settling, and its queue may need an agent
+                self.controller.reap_now()
+                self._served_checked_at = -math.inf
+                return "agent"
             if self.store.data_version() != self._version:
                 return "store"
 
@@ -135,6 +140,7 @@ class Driver:
         if self.agent:
             self.agent.shutdown()
         self.controller.release()
+        self.controller.reaper.close()
 
 
 def _sweep(store: Store, sweep_id: str) -> Sweep:
@@ -146,14 +152,44 @@ def _sweep(store: Store, sweep_id: str) -> Sweep:
 
 def _load_engine() -> None:
     """Import the engine's search modules now: ``sweeps`` imports them (scipy, scikit-learn) at its first suggestion,
-    seconds on a busy box, and a controller must not spend those inside its first tick, holding a fresh lease that a
-    short TTL may not outlast."""
+    seconds on a busy box, and a controller must not spend those inside a tick: the lease is renewed at the next
+    round, before anything is decided (a short test TTL may expire meanwhile; the renewal then says so)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import sweeps.bayes_search
         import sweeps.grid_search
         import sweeps.hyperband_stopping
         import sweeps.random_search  # noqa: F401
+
+
+def _take_over(store: Store, controller: Controller, *, stand_by: bool) -> bool:
+    """Take the sweep (:meth:`Controller.recover`); False if it ended meanwhile.
+
+    With ``stand_by``, while a live controller of this machine drives it, wait for that process to end (its pidfd),
+    the engine loaded, and take over the moment it does: a dead controller is replaced in milliseconds, not in a new
+    process's start-up (seconds on a busy box). Otherwise, or for a controller elsewhere, raise
+    :class:`ControllerLeaseTaken`.
+    """
+    loaded = False
+    while True:
+        owner = _sweep(store, controller.sweep_id).lease_owner
+        holder = owner_pid(owner)
+        if not (stand_by and holder is not None and not owner_is_dead(owner)):
+            try:
+                controller.recover()
+                return True
+            except ControllerLeaseTaken:
+                if not stand_by or owner_pid(_sweep(store, controller.sweep_id).lease_owner) is None:
+                    raise
+                continue  # a live controller of this machine took it meanwhile: stand by for it
+        # Never take the sweep from a live controller of this machine, even if its lease lapsed (a busy box can
+        # stall its renewal past a short TTL): only its death hands the sweep over.
+        if not loaded:
+            _load_engine()
+            loaded = True
+        wait_for_exit(holder, controller.settings.renew_every)
+        if _sweep(store, controller.sweep_id).state.is_terminal:
+            return False
 
 
 def drive(
@@ -164,17 +200,17 @@ def drive(
     on_tick: Callable[[], None] | None = None,
     on_event: OnEvent | None = None,
     start_run: StartRun | None = None,
+    stand_by: bool = False,
 ) -> Sweep:
     """Run the controller (and, if no live agent serves the queue, an agent pool) until the sweep ends.
 
     ``on_tick()`` is called after every round; ``on_event(kind, run_id, now)`` and ``start_run`` go to the
     embedded agent (see :class:`Agent`). Raises :class:`ControllerLeaseTaken` if another live controller drives
-    the sweep.
+    the sweep, unless ``stand_by`` (see :func:`_take_over`).
     """
     s = backend.settings
     store = backend.store
     sweep = _sweep(store, sweep_id)
-    _load_engine()
     queue = sweep.config.get("queue") or DEFAULT_QUEUE
     launch = sweep.config.get("launch") if isinstance(sweep.config.get("launch"), dict) else {}
     controller = Controller(
@@ -186,6 +222,8 @@ def drive(
             priority=launch.get("priority"),  # Launch's own key: a run's place in its queue
             renew_fraction=s.lease_renew_fraction,
             lookahead=s.lookahead,
+            runs_dir=s.runs_dir,
+            lost_run_retries=s.lost_run_retries,
         ),
     )
 
@@ -209,6 +247,8 @@ def drive(
         live = store.live_agents(queue, max_age=s.lease_ttl)
         return any(not process_gone(a.host, a.pid) for a in live)
 
+    if sweep.state.is_terminal or not _take_over(store, controller, stand_by=stand_by):
+        return _sweep(store, sweep_id)
     driver = Driver(
         store,
         controller,
@@ -218,16 +258,13 @@ def drive(
         poll_interval=s.poll_interval,
     )
     try:
+        # Runs lost with a dead controller start again before the engine's imports (seconds on a busy box): they
+        # were re-queued as the sweep was taken over, and are claimed first.
+        if driver.agent:
+            driver.agent.tick(time.time())
+        _load_engine()
         while True:
-            try:
-                going = driver.step(time.time())
-            except ControllerLeaseTaken:
-                # A crashed controller's lease outlives it by up to lease_ttl: wait that out, but never
-                # compete with a live one.
-                if not owner_is_dead(_sweep(store, sweep_id).lease_owner):
-                    raise
-                time.sleep(s.poll_interval * 10)
-                continue
+            going = driver.step(time.time())
             if on_tick:
                 on_tick()
             if not going:

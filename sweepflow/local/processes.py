@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import select
 import shutil
 import signal
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -38,6 +40,30 @@ def owner_is_dead(owner: str | None) -> bool:
     host, _, rest = (owner or "").partition(":")
     pid = rest.partition(":")[0]
     return pid.isdigit() and process_gone(host, int(pid))
+
+
+def owner_pid(owner: str | None) -> int | None:
+    """The pid of a lease owner (``host:pid:nonce``) if it is a process of this host, else None."""
+    host, _, rest = (owner or "").partition(":")
+    pid = rest.partition(":")[0]
+    return int(pid) if host == socket.gethostname() and pid.isdigit() else None
+
+
+def wait_for_exit(pid: int, timeout: float) -> None:
+    """Sleep until process ``pid`` (of this host, not necessarily our child) exits, at most ``timeout`` s."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except (AttributeError, OSError):  # no pidfds: poll
+        deadline = time.monotonic() + timeout
+        while not process_gone(socket.gethostname(), pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
 
 
 def die_with_parent(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:

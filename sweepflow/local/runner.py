@@ -38,7 +38,7 @@ import yaml
 from sweepflow.local.txlog import RunLog, find_run_file
 from sweepflow.private import private_dir
 
-_EXIT_RECORD_WAIT = 2.0  # seconds an ended run's exit record may take to reach its log (wandb-core flushes it)
+EXIT_RECORD_WAIT = 2.0  # seconds an ended run's exit record may take to reach its log (wandb-core flushes it)
 
 
 def param_file_text(params: Mapping[str, Any]) -> str:
@@ -190,7 +190,7 @@ class RunProcess:
         wandb-core writes the exit record from its own process, so it can land a moment after the script exits:
         wait up to 2 s for it, only when the log exists and lacks it.
         """
-        deadline = time.monotonic() + _EXIT_RECORD_WAIT
+        deadline = time.monotonic() + EXIT_RECORD_WAIT
         self.poll_rows()
         while self._log is not None and not self._log.finished and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -375,19 +375,24 @@ class Store:
             raise NotFoundError(f"no sweep with id {sweep_id!r}.")
         return row
 
-    def acquire_controller_lease(self, sweep_id: str, owner: str, ttl: float, *, now: float | None = None) -> bool:
+    def acquire_controller_lease(
+        self, sweep_id: str, owner: str, ttl: float, *, replacing: str | None = None, now: float | None = None
+    ) -> bool:
         """Take or renew the right to drive the sweep for ``ttl`` seconds.
 
-        Succeeds if nobody holds it, its holder's lease expired, or ``owner`` already holds it (a renewal).
+        Succeeds if nobody holds it, its holder's lease expired, ``owner`` already holds it (a renewal), or it is
+        held by ``replacing``: a holder the caller knows is dead (a process of this machine that is gone), so the
+        sweep need not wait out its lease.
         """
         now = _now(now)
         lease = t.sweeps.c
+        holders = [owner] if replacing is None else [owner, replacing]
         with self._write() as conn:
             done = conn.execute(
                 update(t.sweeps)
                 .where(
                     lease.id == sweep_id,
-                    or_(lease.lease_owner.is_(None), lease.lease_owner == owner, lease.lease_expires_at <= now),
+                    or_(lease.lease_owner.is_(None), lease.lease_owner.in_(holders), lease.lease_expires_at <= now),
                 )
                 .values(lease_owner=owner, lease_expires_at=now + ttl)
             )
@@ -585,6 +590,21 @@ class Store:
                 .values(state=RunState.RUNNING.value, started_at=now, agent_id=agent_id)
             )
             return _run(self._run_row(conn, run_id))
+
+    def record_exit(self, run_id: str, exit_code: int, *, item_id: int) -> bool:
+        """The running run's process exited, with ``exit_code``, and its agent is recording how it ended (which may
+        take a moment: wandb writes the run's exit record just after). A reaper that finds the agent dead before the
+        outcome is recorded then knows the run ended on its own: it waits for the exit record and does not re-queue
+        it. False (nothing written) if the claim is gone."""
+        with self._write() as conn:
+            if not self._holds(conn, run_id, item_id, None):
+                return False
+            conn.execute(
+                update(t.runs)
+                .where(t.runs.c.id == run_id, t.runs.c.state == RunState.RUNNING.value)
+                .values(exit_code=exit_code)
+            )
+            return True
 
     @staticmethod
     def _holds(conn: Connection, run_id: str, item_id: int | None, agent_id: str | None) -> bool:
@@ -871,29 +891,35 @@ class Store:
             stop={item_id: reason for item_id, reason in rows if reason is not None},
         )
 
+    def claims(self) -> list[Claim]:
+        """Every item leased to an agent now, with its run: what a reaper checks (lease expired, agent gone)."""
+        claimed = select(t.queue_items).where(t.queue_items.c.state == ItemState.CLAIMED.value)
+        with self._read() as conn:
+            items = [_item(row) for row in conn.execute(claimed.order_by(t.queue_items.c.id))]
+            query = select(t.runs).where(t.runs.c.id.in_([i.run_id for i in items]))
+            runs = {run.id: run for run in map(_run, conn.execute(query))} if items else {}
+        return [Claim(item=item, run=runs[item.run_id]) for item in items]
+
     def reap_expired(self, *, now: float | None = None) -> list[str]:
         """End the runs whose claim's lease expired (their agent is gone): ``crashed``, reason
-        :data:`LEASE_EXPIRED_REASON`. Returns their run ids. What happens next is the sweep's policy
-        (e.g. :meth:`requeue_run`)."""
+        :data:`LEASE_EXPIRED_REASON`. Returns their run ids. The local backend's reaper
+        (:mod:`sweepflow.local.reaper`) does more: it reads each run's log and re-queues runs lost with their agent.
+        """
         now = _now(now)
-        items = t.queue_items.c
-        with self._write() as conn:
-            expired = conn.execute(
-                select(items.id, items.run_id).where(
-                    items.state == ItemState.CLAIMED.value, items.lease_expires_at < now
-                )
-            ).all()
-            if not expired:
-                return []
-            conn.execute(update(t.queue_items).where(items.id.in_([i for i, _ in expired])).values(state="done"))
-            run_ids = [run_id for _, run_id in expired]
-            crashed = conn.scalars(
-                update(t.runs)
-                .where(t.runs.c.id.in_(run_ids), t.runs.c.state.in_([RunState.PENDING.value, RunState.RUNNING.value]))
-                .values(state=RunState.CRASHED.value, stop_reason=LEASE_EXPIRED_REASON, ended_at=now)
-                .returning(t.runs.c.id)
-            ).all()
-            return sorted(crashed)
+        crashed = [
+            claim.run.id
+            for claim in self.claims()
+            if (claim.item.lease_expires_at or 0) < now
+            and self.mark_run_finished(
+                claim.run.id,
+                RunState.CRASHED,
+                stop_reason=LEASE_EXPIRED_REASON,
+                cost_usd=0.0,  # how long it ran is unknown
+                item_id=claim.item.id,
+                now=now,
+            )
+        ]
+        return sorted(crashed)
 
     # -- agents -----------------------------------------------------------------------------------------------
 

@@ -55,7 +55,9 @@ def test_hyperband_stops_the_clearly_worse_run_and_records_why(backend: LocalBac
     config = curve_config(
         method="grid",
         early_terminate={"type": "hyperband", "min_iter": 2, "eta": 2},
-        parameters={"quality": {"values": [1.0, 1.1, 50.0]}, "epochs": {"value": 12}, "sleep": {"value": 0.15}},
+        # 12 epochs of 0.3 s: the bad run still trains when its first rows reach the store (wandb flushes its log
+        # about once a second and the agent reports once a second), also on a busy box.
+        parameters={"quality": {"values": [1.0, 1.1, 50.0]}, "epochs": {"value": 12}, "sleep": {"value": 0.3}},
     )
     _sweep_id, runs = _finish(backend, config)
     by_quality = {r.config["quality"]: r for r in runs}
@@ -138,3 +140,13 @@ def test_higher_priority_runs_are_claimed_first_and_queues_price_runs(backend: L
     drive(backend, low.id)
     [run] = backend.runs(low.id)
     assert run.cost_usd == pytest.approx(run.runtime_s, rel=0.05)
+
+
+def test_a_sweep_whose_runs_all_failed_ends_failed_and_says_why(backend: LocalBackend) -> None:
+    # run_cap 2 < W&B's agent's 3 failures to quit: the sweep reaches its cap with nothing finished.
+    config = curve_config(run_cap=2, parameters={"quality": {"min": 0.5, "max": 2.0}, "fail": {"value": True}})
+    sweep_id, runs = _finish(backend, config, key="all-fail")
+    status = backend.status(sweep_id)
+    assert [r.state for r in runs] == ["failed", "failed"]
+    assert status.state == "failed" and status.reason.startswith("every run failed or crashed: run_cap 2 reached")
+    assert f"2 of 2 runs failed or crashed (run {runs[0].id}: exit code 1; see " in status.reason

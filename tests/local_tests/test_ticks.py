@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sweepflow.local.controller import ControllerLeaseTaken
-from sweepflow.store import LEASE_EXPIRED_REASON, RunState, Store, SweepState, get_store
+from sweepflow.store import RunState, Store, SweepState, get_store
 from tests.local_tests.fakes import CountingStore, FakeRuns, loss, make_agent, make_controller, make_sweep
 
 
@@ -183,14 +183,15 @@ def test_an_agent_whose_lease_was_reaped_kills_its_run_and_records_nothing(
     controller.tick(0.0)
     agent.tick(0.0)
     [run] = runs.live()
-    # The agent stalls (no heartbeat) past its lease; the controller's reaper ends the run as crashed.
+    # The agent stalls (no heartbeat) past its lease; the controller's reaper ends the run as crashed (agent lost),
+    # and the controller queues it again: its script did not fail.
     controller.tick(30.5)
-    assert store.get_run(run.spec.run_id).state is RunState.CRASHED
+    requeued = store.get_run(run.spec.run_id)
+    assert (requeued.state, requeued.attempt, requeued.config) == (RunState.PENDING, 2, store.runs(sweep.id)[0].config)
     run.log(loss=0.1)
     agent.tick(30.6, claim=False)
     assert lost == [run.spec.run_id] and run.hard_stopped and run.closed and not agent.busy
-    crashed = store.get_run(run.spec.run_id)
-    assert crashed.stop_reason == LEASE_EXPIRED_REASON and store.history(crashed.id) == []
+    assert store.get_run(requeued.id) == requeued and store.history(requeued.id) == []  # the lost agent wrote nothing
 
 
 def test_reaping_runs_at_a_fraction_of_the_lease(store: Store, runs: FakeRuns, tmp_path: Path) -> None:
@@ -200,12 +201,17 @@ def test_reaping_runs_at_a_fraction_of_the_lease(store: Store, runs: FakeRuns, t
     store.claim_next("default", "gone-1", lease_ttl=30.0, now=0.0)
     controller.tick(5.0)
     store.claim_next("default", "gone-2", lease_ttl=30.0, now=5.0)
+
+    def attempts() -> list[int]:  # a reaped run is queued again: its attempt tells it was reaped
+        return [r.attempt for r in store.runs(sweep.id)][:2]
+
     controller.tick(30.5)  # reaps: the first claim expired at 30
-    assert _states(store, sweep.id)[:2] == ["crashed", "pending"]
+    assert attempts() == [2, 1]
     controller.tick(35.5)  # the second expired at 35, but the next reap is due at 40.5
-    assert _states(store, sweep.id)[1] == "pending"
+    assert attempts() == [2, 1]
     controller.tick(40.5)
-    assert _states(store, sweep.id)[1] == "crashed"  # within lease_ttl * (1 + 1/3) of its last beat
+    assert attempts() == [2, 2]  # within lease_ttl * (1 + 1/3) of its last beat
+    assert _states(store, sweep.id)[:2] == ["pending", "pending"]
 
 
 def test_a_controller_learns_it_lost_the_lease_before_deciding(store: Store) -> None:
@@ -233,8 +239,8 @@ def test_idle_ticks_touch_the_store_only_when_something_is_due(tmp_path: Path, r
         agent.tick(i * 0.02, claim=False)
     assert (store.writes, store.reads) == (0, 0)
     agent.tick(10.0, claim=False)  # the heartbeat is due at lease_ttl / 3
-    controller.tick(10.0)  # so are the lease renewal and the reaper
-    assert store.writes == 3
+    controller.tick(10.0)  # so are the lease renewal and the reaper (which only reads: no lease has expired)
+    assert store.writes == 2
 
 
 def test_the_agent_reads_and_validates_each_sweep_config_once(store: Store, runs: FakeRuns, tmp_path: Path) -> None:

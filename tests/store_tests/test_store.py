@@ -541,3 +541,13 @@ def test_check_reports_broken_invariants(store: Store) -> None:
     problems = store.check()
     assert any(run.id in p and "1 live" in p for p in problems)
     assert any("above its run_cap" in p for p in problems)
+
+
+def test_record_exit_marks_a_run_that_ended_on_its_own_until_its_outcome_is_recorded(store: Store) -> None:
+    sweep = _sweep(store)
+    claim = _claimed(store, sweep.id, {"x": 1}, ttl=10)
+    store.mark_run_started(claim.run.id, "a1", now=T0)
+    assert store.record_exit(claim.run.id, 0, item_id=claim.item.id)
+    run = store.get_run(claim.run.id)
+    assert (run.state, run.exit_code) == (RunState.RUNNING, 0)  # still the agent's to record
+    assert not store.record_exit(claim.run.id, 0, item_id=claim.item.id + 1)  # another claim's word is ignored
