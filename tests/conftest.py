@@ -17,3 +17,6 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # wandb used in-process (the W&B backend's tests) sets WANDB_SERVICE to the pytest process's wandb-core; undo it
+    # after each test, so later tests' subprocesses never attach to it.
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)

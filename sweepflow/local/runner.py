@@ -97,6 +97,9 @@ class RunSpec:
 def run_env(spec: RunSpec, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a run: the caller's, plus what W&B's agent sets for an offline sweep run."""
     env = dict(os.environ if base is None else base)
+    # A run starts its own wandb-core, as under W&B's agent (wandb_agent.py pops it too): a WANDB_SERVICE left by a
+    # process that used wandb in-process would attach every run to that process's core, where run ids collide.
+    env.pop("WANDB_SERVICE", None)
     env.update(spec.env)
     env.update(
         {

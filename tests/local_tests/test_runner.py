@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from sweepflow.local.runner import RunProcess, RunSpec
+from sweepflow.local.runner import RunProcess, RunSpec, run_env
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "train_digits.py"
@@ -92,3 +92,11 @@ def test_config_values_never_pass_through_a_shell(tmp_path: Path) -> None:
     assert run.returncode() == 0
     assert yaml.safe_load((tmp_path / "r4" / "output.log").read_text())["name"]["value"] == nasty
     assert not list(tmp_path.rglob("pwned*"))
+
+
+def test_a_run_starts_its_own_wandb_core_as_under_wandb_agent(tmp_path: Path, monkeypatch) -> None:
+    """A caller that used wandb in-process has WANDB_SERVICE set; its runs must not attach to that core (W&B's
+    agent pops it as well), or two runs of one id would collide there ("run ID ... is in use")."""
+    monkeypatch.setenv("WANDB_SERVICE", "2-12345-tcp-localhost-9")
+    env = run_env(_spec(tmp_path, "r1", {}))
+    assert "WANDB_SERVICE" not in env and env["WANDB_RUN_ID"] == "r1" and env["WANDB_MODE"] == "offline"
