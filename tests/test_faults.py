@@ -5,21 +5,9 @@ documented way (``bench/bench_faults.py`` says how; its long version injects 50+
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_faults.py"
-
-
-def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_faults_under_test", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.benches import load_bench
 
 
 def test_kill_9_anything_at_random_moments_and_every_campaign_completes(tmp_path: Path) -> None:
@@ -27,7 +15,7 @@ def test_kill_9_anything_at_random_moments_and_every_campaign_completes(tmp_path
     # and runs to kill), one run by `launch-sweep --wait` (itself and runs to kill).
     args = "--injections 10 --per-campaign 5 --parallel 2 --shapes agent,cli --stages 2 --runs 3 --epochs 3 --span 3"
     args += " --overlap"  # a fault may fall into the previous one's recovery: ten of them in two short campaigns
-    result = _bench().main([*args.split(), "--seed", "5", "--out", str(tmp_path / "faults.json")])
+    result = load_bench("bench_faults").main([*args.split(), "--seed", "5", "--out", str(tmp_path / "faults.json")])
     assert result["injections"] >= 10 and len(result["by_part"]) >= 3, result["by_part"]
     assert result["duplicates"] == 0  # no config ran twice, no sweep created twice
     assert result["finished_runs_lost"] == 0  # every run log with a clean exit record belongs to a finished run

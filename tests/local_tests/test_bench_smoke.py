@@ -3,25 +3,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _bench(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"bench_{name}_under_test", BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.benches import BENCH, load_bench
 
 
 def test_dispatch_bench_runs_a_small_sweep_and_measures_it(tmp_path: Path) -> None:
-    result = _bench("bench_dispatch").main(["--smoke", "--out", str(tmp_path / "dispatch.json")])
+    result = load_bench("bench_dispatch").main(["--smoke", "--out", str(tmp_path / "dispatch.json")])
     [sweep] = result["sweeps"]
     assert (sweep["final_state"], sweep["runs"]) == ("finished", 3)
     assert sweep["sweepflow_path"] == str(BENCH.parent / "sweepflow")  # it measured this checkout
@@ -32,14 +20,14 @@ def test_dispatch_bench_runs_a_small_sweep_and_measures_it(tmp_path: Path) -> No
 
 
 def test_engine_and_spawn_benches_run(tmp_path: Path) -> None:
-    engine = _bench("bench_engine").main(["--smoke", "--out", str(tmp_path / "engine.json")])
+    engine = load_bench("bench_engine").main(["--smoke", "--out", str(tmp_path / "engine.json")])
     assert set(engine["suggest"]) == {"random", "bayes"}
-    spawn = _bench("bench_spawn").main(["--smoke", "--out", str(tmp_path / "spawn.json")])
+    spawn = load_bench("bench_spawn").main(["--smoke", "--out", str(tmp_path / "spawn.json")])
     assert spawn["popen_without_preexec_fn_ms"] > 0
 
 
 def test_hyperband_bench_compares_the_same_configs_with_and_without_the_stopper() -> None:
-    [seed] = _bench("bench_hyperband").main(["--smoke"])["seeds"]
+    [seed] = load_bench("bench_hyperband").main(["--smoke"])["seeds"]
     assert seed["same_configs"] and seed["no_stopping"]["epochs"] == 3 * 9
     assert seed["hyperband"]["runs"] == 3 and seed["hyperband"]["epochs"] <= seed["no_stopping"]["epochs"]
     assert seed["hyperband"]["best_val_loss"] >= seed["no_stopping"]["best_val_loss"] > 0
