@@ -80,7 +80,8 @@ class Settings(BaseSettings):
         description=(
             "Keep a second controller process per sweep a flow drives, waiting (engine loaded, on the first one's "
             "pidfd) to take over the moment it dies: recovery in milliseconds instead of a new process's start-up, "
-            "for one idle process (~200 MB) per running sweep."
+            "for one idle process per running sweep (~180 MB, the peak RSS of a process with the drive loop and W&B's "
+            "engine imported)."
         ),
     )
     max_consecutive_failures: int = Field(
