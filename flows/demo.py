@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key", help="Campaign key; the same key resumes (default: a new one).")
     parser.add_argument("--run-cap", type=int, help="Run cap of each stage, for a quicker demo (default: the spec's).")
     args = parser.parse_args(argv)
+    if args.run_cap is not None and args.run_cap < 1:
+        parser.error("--run-cap: must be 1 or more")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")

@@ -98,3 +98,16 @@ def test_prefect_collection_entry_point_defines_the_blocks() -> None:
     module = point.load()
     for name in sweepflow._BLOCKS:
         assert getattr(module, name) is getattr(sweepflow, name)
+
+
+def test_a_deployments_default_spec_resolves_to_the_shipped_one_outside_a_checkout(tmp_path, monkeypatch) -> None:
+    from sweepflow.campaign.preflight import CampaignError, load_campaign
+
+    monkeypatch.chdir(tmp_path)  # a worker's working directory with no checkout in it
+    assert load_campaign("deployments/digits-campaign.yaml").name == "digits"
+    with pytest.raises(CampaignError, match=r"no such file 'deployments/absent\.yaml'"):
+        load_campaign("deployments/absent.yaml")
+    (tmp_path / "deployments").mkdir()
+    (tmp_path / "deployments" / "digits-campaign.yaml").write_text("name: mine\nstages: {}\n")
+    with pytest.raises(CampaignError):  # the working directory's own file wins over the shipped one
+        load_campaign("deployments/digits-campaign.yaml")
