@@ -113,14 +113,6 @@ def test_metric_never_logged_and_nan_metric_end_with_a_clear_message(backend: Lo
     assert collections.Counter(r.state for r in runs) == {"finished": 2}
 
 
-def test_launch_is_get_or_create_on_its_key(backend: LocalBackend) -> None:
-    first = backend.launch(sweep(curve_config(run_cap=2)), key="stage-a", drive="none")
-    again = backend.launch(sweep(curve_config(run_cap=2)), key="stage-a", drive="none")
-    other = backend.launch(sweep(curve_config(run_cap=2)), key="stage-b", drive="none")
-    assert (first.created, again.created, other.created) == (True, False, True)
-    assert first.id == again.id != other.id
-
-
 def test_higher_priority_runs_are_claimed_first_and_queues_price_runs(backend: LocalBackend) -> None:
     from sweepflow.local.controller import Controller, ControllerSettings
 
