@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from sweepflow.local.runner import RunProcess, RunSpec, run_env
+from sweepflow.local.runner import EXIT_RECORD_WAIT, RunProcess, RunSpec, run_env
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "train_digits.py"
@@ -55,6 +55,33 @@ def test_sigint_stop_keeps_the_rows_and_the_exit_record(tmp_path: Path) -> None:
     rows += run.poll_rows()
     assert run._log is not None and run._log.finished  # wandb wrote its exit record
     assert code != -9 and len(rows) >= 3
+
+
+def test_a_run_killed_by_sigkill_never_gets_an_exit_record_so_it_is_settled_without_waiting(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The premise is wandb's (checked here, so a wandb that starts writing one fails this test); the consequence is
+    ours: ``final_log`` does not sleep for a record that cannot come, so the slot frees at once."""
+    run = RunProcess.start(_spec(tmp_path, "r9", {"epochs": 100000}))
+    rows: list[dict] = []
+    deadline = time.time() + 60
+    while len(rows) < 2 and time.time() < deadline:
+        rows += run.poll_rows()
+        time.sleep(0.1)
+    assert len(rows) >= 2, "no live rows within 60 s"
+    run.proc.send_signal(signal.SIGKILL)
+    _wait(run)
+    assert run.returncode() == -signal.SIGKILL
+    time.sleep(EXIT_RECORD_WAIT + 0.5)  # longer than the agent would have waited
+    rows += run.poll_rows()
+    assert run._log is not None and not run._log.finished  # wandb wrote no exit record
+    assert len(rows) >= 2
+
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"final_log slept {seconds} s for an exit record that cannot come")
+
+    monkeypatch.setattr("sweepflow.local.runner.time.sleep", no_sleep)
+    assert run.final_log() is run._log
 
 
 def test_a_script_that_ignores_sigint_and_sigterm_is_killed(tmp_path: Path) -> None:
