@@ -198,7 +198,10 @@ def _launch_sweep(backend, config, queue, project, resume_id, wait, output) -> N
     if resume_id:  # as `wandb launch-sweep --resume_id`: a running sweep is refused, any other resumes
         if config is not None:
             out.print("[yellow]warning[/] resuming the stored sweep; the config given is ignored (as W&B does).")
-        backend.resume(resume_id, drive="none" if wait else "process")
+        if wait and backend.controller_alive(resume_id):  # e.g. the standby of a killed --wait took it over
+            out.print(f"sweep {resume_id} is running, driven by another controller of this store: watching it.")
+        else:
+            backend.resume(resume_id, drive="none" if wait else "process")
         handle_id = resume_id
     else:
         if config is None:
@@ -241,11 +244,19 @@ def _wait_with_progress(backend, sweep_id: str, console: Console) -> None:
             progress.update(task, completed=ended, description=f"sweep {sweep_id} · {best} · queued {depth}")
 
         try:
-            drive(backend, sweep_id, on_tick=show)
-        except ControllerLeaseTaken:  # a controller elsewhere drives it: just watch
-            while not backend.status(sweep_id).done:
-                show()
-                time.sleep(0.25)
+            drive(backend, sweep_id, on_tick=show, keep_standby=True)
+        except ControllerLeaseTaken:  # another controller drives it: watch, keeping it driven as the flows do
+            try:
+                checked = 0.0
+                while not backend.status(sweep_id).done:
+                    show()
+                    if time.time() - checked >= 2.0:  # as often as the flows' sensor at most
+                        backend.ensure_driven(sweep_id)
+                        checked = time.time()
+                    time.sleep(0.25)
+            except KeyboardInterrupt:
+                console.print(f"stopped watching; sweep {sweep_id} goes on (`sweepflow sweep --stop {sweep_id}`).")
+                raise
         last[0] = 0.0
         show()
 

@@ -78,10 +78,10 @@ class Settings(BaseSettings):
     standby: bool = Field(
         True,
         description=(
-            "Keep a second controller process per sweep a flow drives, waiting (engine loaded, on the first one's "
-            "pidfd) to take over the moment it dies: recovery in milliseconds instead of a new process's start-up, "
-            "for one idle process per running sweep (~180 MB, the peak RSS of a process with the drive loop and W&B's "
-            "engine imported)."
+            "Keep a second controller process per sweep a flow or `launch-sweep --wait` drives, waiting (engine "
+            "loaded, on the first one's pidfd) to take over the moment it dies: recovery in milliseconds instead of a "
+            "new process's start-up, for one idle process per running sweep (~180 MB, the peak RSS of a process with "
+            "the drive loop and W&B's engine imported)."
         ),
     )
     max_consecutive_failures: int = Field(

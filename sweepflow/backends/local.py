@@ -332,6 +332,20 @@ class LocalBackend(Backend):
                 )
         return True
 
+    def stop_standby(self, sweep_id: str) -> None:
+        """Stop the controllers this process started for ``sweep_id`` (the standby of a foreground loop that is
+        letting the sweep go on purpose) and wait for them: none may take the sweep over afterwards."""
+        with _SPAWN_LOCK:
+            ours = _SPAWNED.pop((self.store.url, sweep_id), [])
+        for proc in ours:
+            proc.terminate()
+        for proc in ours:
+            try:
+                proc.wait(timeout=self.settings.term_grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
     def _sweep(self, sweep_id: str) -> Sweep:
         sweep = self.store.get_sweep(sweep_id)
         if sweep is None:

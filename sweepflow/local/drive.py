@@ -38,6 +38,14 @@ class Backend(Protocol):
     settings: Settings
     store: Store
 
+    def ensure_controller(self, sweep_id: str) -> bool: ...
+
+    def stop_standby(self, sweep_id: str) -> None: ...
+
+
+#: How often a loop that keeps a standby checks it is still there (a standby that died is replaced).
+STANDBY_CHECK_EVERY = 5.0
+
 
 class Driver:
     """One sweep's controller and (optionally) an embedded agent, advanced one round at a time.
@@ -201,12 +209,18 @@ def drive(
     on_event: OnEvent | None = None,
     start_run: StartRun | None = None,
     stand_by: bool = False,
+    keep_standby: bool = False,
 ) -> Sweep:
     """Run the controller (and, if no live agent serves the queue, an agent pool) until the sweep ends.
 
     ``on_tick()`` is called after every round; ``on_event(kind, run_id, now)`` and ``start_run`` go to the
     embedded agent (see :class:`Agent`). Raises :class:`ControllerLeaseTaken` if another live controller drives
     the sweep, unless ``stand_by`` (see :func:`_take_over`).
+
+    With ``keep_standby`` (and the ``standby`` setting), a foreground loop (``launch-sweep --wait``) keeps one
+    detached controller standing by while it drives, so a ``kill -9`` of this process costs the sweep milliseconds,
+    not the start-up of the command run again. The standby is stopped before this loop lets the sweep go, so a
+    clean stop (Ctrl-C, SIGTERM) is not undone by it.
     """
     s = backend.settings
     store = backend.store
@@ -257,6 +271,8 @@ def drive(
         queue_served=queue_served,
         poll_interval=s.poll_interval,
     )
+    standby = keep_standby and s.standby
+    standby_checked = -math.inf
     try:
         # Runs lost with a dead controller start again before the engine's imports (seconds on a busy box): they
         # were re-queued as the sweep was taken over, and are claimed first.
@@ -264,12 +280,18 @@ def drive(
             driver.agent.tick(time.time())
         _load_engine()
         while True:
-            going = driver.step(time.time())
+            now = time.time()
+            if standby and now - standby_checked >= STANDBY_CHECK_EVERY:
+                backend.ensure_controller(sweep_id)  # starts one, or replaces one that died
+                standby_checked = now
+            going = driver.step(now)
             if on_tick:
                 on_tick()
             if not going:
                 break
             driver.wait()
     finally:
+        if standby:
+            backend.stop_standby(sweep_id)
         driver.close()
     return _sweep(store, sweep_id)

@@ -114,3 +114,73 @@ def test_a_running_sweep_whose_controller_died_can_be_resumed(backend: LocalBack
     backend.store.acquire_controller_lease(sweep_id, f"{socket.gethostname()}:{dead.pid}:gone", 60)
     backend.resume(sweep_id, drive="none")  # not "already running": its controller is dead, nobody drives it
     assert not backend.status(sweep_id).done
+
+
+def _controllers_of(sweep_id: str) -> list[int]:
+    """Pids of the ``sweepflow controller SWEEP_ID`` processes on this machine."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"controller" in argv and sweep_id.encode() in argv:
+            found.append(int(entry))
+    return found
+
+
+def _launch_wait(backend: LocalBackend, tmp_path, reaper: list, *argv: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "sweepflow", "launch-sweep", *argv, "--wait"]
+    with open(tmp_path / "wait.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    reaper.append(proc)
+    return proc
+
+
+def _slow_sweep_file(tmp_path, run_cap: int) -> str:
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(curve_config(run_cap=run_cap, parameters={
+        "quality": {"min": 0.5, "max": 2.0}, "epochs": {"value": 8}, "sleep": {"value": 0.3}})))  # fmt: skip
+    return str(path)
+
+
+def test_kill_9_of_launch_sweep_wait_is_taken_over_by_its_standby(backend: LocalBackend, tmp_path, reaper) -> None:
+    """The foreground `--wait` keeps a standby controller: its kill -9 does not stall the sweep until the user runs
+    the command again, and the command run again watches the sweep to its end instead of refusing it."""
+    store = backend.store
+    first = _launch_wait(backend, tmp_path, reaper, _slow_sweep_file(tmp_path, run_cap=4))
+    sweep_id = _until(lambda: [s.id for s in store.list_sweeps()], 60, "the sweep")[0]
+    victim = _until(lambda: [r for r in store.runs(sweep_id) if r.state.value == "running"], 60, "a running run")[0]
+    standby = _until(lambda: _controllers_of(sweep_id), 30, "the standby controller")
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+
+    # Nobody runs a command: the standby takes the sweep, queues the run killed with --wait's agent again, runs it.
+    _until(lambda: _pid(store.get_sweep(sweep_id).lease_owner) in standby, 30, "the standby to take the sweep")
+    _until(lambda: store.get_run(victim.id).attempt == 2, 30, "the killed run queued again")
+
+    again = _launch_wait(backend, tmp_path, reaper, "--resume_id", sweep_id)
+    assert again.wait(timeout=180) == 0, (tmp_path / "wait.log").read_text()
+    assert "watching it" in (tmp_path / "wait.log").read_text()
+    runs = store.runs(sweep_id)
+    assert backend.status(sweep_id).state == "finished" and len(runs) == 4
+    assert [r.state.value for r in runs] == ["finished"] * 4
+    assert len({json.dumps(r.config, sort_keys=True) for r in runs}) == 4
+
+
+def test_ctrl_c_of_launch_sweep_wait_stops_its_standby_too(backend: LocalBackend, tmp_path, reaper) -> None:
+    """A clean stop is not undone: the standby goes with the command, and no run starts after it."""
+    store = backend.store
+    proc = _launch_wait(backend, tmp_path, reaper, _slow_sweep_file(tmp_path, run_cap=6))
+    sweep_id = _until(lambda: [s.id for s in store.list_sweeps()], 60, "the sweep")[0]
+    _until(lambda: [r for r in store.runs(sweep_id) if r.state.value == "running"], 60, "a running run")
+    _until(lambda: _controllers_of(sweep_id), 30, "the standby controller")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert _controllers_of(sweep_id) == []
+    started = {r.id for r in store.runs(sweep_id) if r.started_at}
+    time.sleep(5)  # longer than a standby takes to take over a released sweep
+    assert {r.id for r in store.runs(sweep_id) if r.started_at} == started
+    assert all(r.state.value != "running" for r in store.runs(sweep_id))
+    assert not backend.status(sweep_id).done  # still resumable with --resume_id
