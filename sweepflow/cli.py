@@ -263,8 +263,14 @@ def _wait_with_progress(backend, sweep_id: str, console: Console) -> None:
 
 @app.command("controller", hidden=True)
 @_guard
-def controller(sweep_id: str, store: StoreOption = None) -> None:
-    """Drive one sweep until it ends, or stand by to take it over (started detached by launch-sweep and the flows)."""
+def controller(
+    sweep_id: str,
+    store: StoreOption = None,
+    standby: Annotated[bool, typer.Option("--standby", help="Wait for the driver to die, then take over.")] = False,
+) -> None:
+    """Drive one sweep until it ends, or (``--standby``) stand by to take it over the moment its driver dies.
+
+    Started detached: to drive, by the flows' sensor and ``launch-sweep``; to stand by, by the driving loop."""
     from sweepflow.local.controller import ControllerLeaseTaken
     from sweepflow.local.drive import drive
     from sweepflow.local.processes import interrupt_on_signals
@@ -272,7 +278,7 @@ def controller(sweep_id: str, store: StoreOption = None) -> None:
     backend = _backend(store)
     try:
         with interrupt_on_signals():
-            drive(backend, sweep_id, stand_by=backend.settings.standby)
+            drive(backend, sweep_id, stand_by=standby, keep_standby=True)
     except ControllerLeaseTaken as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:

@@ -34,7 +34,7 @@ from sweepflow.config import SweepConfig
 from sweepflow.errors import Issue, SweepflowError
 from sweepflow.local.command import JobError, ResolvedJob
 from sweepflow.local.drive import DEFAULT_QUEUE
-from sweepflow.local.processes import owner_is_dead, owner_pid
+from sweepflow.local.processes import owner_is_dead
 from sweepflow.local.registry import resolve_program
 from sweepflow.local.search import engine_problems
 from sweepflow.local.txlog import RunLog, TransactionLogError, find_run_file
@@ -302,35 +302,48 @@ class LocalBackend(Backend):
 
     def ensure_controller(self, sweep_id: str) -> bool:
         """Start a detached controller process unless the sweep has ended or one is there already: a live one
-        drives it, or the one this process started is still alive (starting up: it takes the lease within seconds,
-        from a dead holder at once). With the ``standby`` setting, also keep one more waiting to take over the moment
-        the driving one dies (``sweepflow controller`` stands by while a live controller of this machine drives)."""
+        drives it (with its own standby, see :meth:`ensure_standby`), or the one this process started is still
+        alive (starting up: it takes the lease within seconds, from a dead holder at once)."""
         sweep = self._sweep(sweep_id)
         if sweep.state.is_terminal:
             return False
         with _SPAWN_LOCK:
-            for key in list(_SPAWNED):  # reap the ones that ended (no zombie outlives the next call)
-                _SPAWNED[key] = [p for p in _SPAWNED[key] if p.poll() is None]
-            ours = _SPAWNED.setdefault((self.store.url, sweep_id), [])
-            if self.controller_alive(sweep_id):
-                holder = owner_pid(self._sweep(sweep_id).lease_owner)
-                if not self.settings.standby or any(p.pid != holder for p in ours):
-                    return False
-            elif ours:
+            ours = self._spawned(sweep_id)
+            if ours or self.controller_alive(sweep_id):
                 return False
-            log_dir = self.settings.runs_dir / sweep_id
-            private_dir(log_dir)
-            argv = [sys.executable, "-m", "sweepflow", "controller", sweep_id, "--store", self.store.url]
-            with open(log_dir / "controller.log", "ab") as log:
-                # Its own session: it outlives the flow or CLI that started it. It stays this process's child, so
-                # we know at once when it ends (a dead one is replaced without waiting); one that ended is reaped
-                # by the next call here.
-                ours.append(
-                    subprocess.Popen(
-                        argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                    )
-                )
+            ours.append(self._spawn_controller(sweep_id, standby=False))
         return True
+
+    def ensure_standby(self, sweep_id: str) -> bool:
+        """Start a controller that stands by for the one driving ``sweep_id`` in this process (``sweepflow
+        controller`` waits, engine loaded, on its pidfd and takes over the moment it dies), unless the one this
+        process started is still alive. The driving loop calls it (see :func:`sweepflow.local.drive.drive`), so a
+        standby that took over starts its own at once."""
+        with _SPAWN_LOCK:
+            ours = self._spawned(sweep_id)
+            if ours:
+                return False
+            ours.append(self._spawn_controller(sweep_id, standby=True))
+        return True
+
+    def _spawned(self, sweep_id: str) -> list[subprocess.Popen[bytes]]:
+        """The live controllers this process started for ``sweep_id`` (call under the lock); ended ones of any
+        sweep are reaped here, so no zombie outlives the next call."""
+        for key in list(_SPAWNED):
+            _SPAWNED[key] = [p for p in _SPAWNED[key] if p.poll() is None]
+        return _SPAWNED.setdefault((self.store.url, sweep_id), [])
+
+    def _spawn_controller(self, sweep_id: str, *, standby: bool) -> subprocess.Popen[bytes]:
+        log_dir = self.settings.runs_dir / sweep_id
+        private_dir(log_dir)
+        argv = [sys.executable, "-m", "sweepflow", "controller", sweep_id, "--store", self.store.url]
+        argv += ["--standby"] if standby else []
+        with open(log_dir / "controller.log", "ab") as log:
+            # Its own session: it outlives the flow, CLI or controller that started it. It stays that process's
+            # child, so a dead one is known at once and replaced without waiting.
+            return subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def stop_standby(self, sweep_id: str) -> None:
         """Stop the controllers this process started for ``sweep_id`` (the standby of a foreground loop that is

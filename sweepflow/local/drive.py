@@ -17,6 +17,7 @@ controller ticks only when something it decides on may have changed.
 from __future__ import annotations
 
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -38,7 +39,7 @@ class Backend(Protocol):
     settings: Settings
     store: Store
 
-    def ensure_controller(self, sweep_id: str) -> bool: ...
+    def ensure_standby(self, sweep_id: str) -> bool: ...
 
     def stop_standby(self, sweep_id: str) -> None: ...
 
@@ -174,8 +175,8 @@ def _take_over(store: Store, controller: Controller, *, stand_by: bool) -> bool:
     """Take the sweep (:meth:`Controller.recover`); False if it ended meanwhile.
 
     With ``stand_by``, while a live controller of this machine drives it, wait for that process to end (its pidfd),
-    the engine loaded, and take over the moment it does: a dead controller is replaced in milliseconds, not in a new
-    process's start-up (seconds on a busy box). Otherwise, or for a controller elsewhere, raise
+    loading the engine meanwhile, and take over the moment it does: a dead controller is replaced in milliseconds,
+    not in a new process's start-up (seconds on a busy box). Otherwise, or for a controller elsewhere, raise
     :class:`ControllerLeaseTaken`.
     """
     loaded = False
@@ -192,8 +193,8 @@ def _take_over(store: Store, controller: Controller, *, stand_by: bool) -> bool:
                 continue  # a live controller of this machine took it meanwhile: stand by for it
         # Never take the sweep from a live controller of this machine, even if its lease lapsed (a busy box can
         # stall its renewal past a short TTL): only its death hands the sweep over.
-        if not loaded:
-            _load_engine()
+        if not loaded:  # in the background: a driver that dies meanwhile is taken over at once, not after it
+            threading.Thread(target=_load_engine, name="load-engine", daemon=True).start()
             loaded = True
         wait_for_exit(holder, controller.settings.renew_every)
         if _sweep(store, controller.sweep_id).state.is_terminal:
@@ -217,10 +218,10 @@ def drive(
     embedded agent (see :class:`Agent`). Raises :class:`ControllerLeaseTaken` if another live controller drives
     the sweep, unless ``stand_by`` (see :func:`_take_over`).
 
-    With ``keep_standby`` (and the ``standby`` setting), a foreground loop (``launch-sweep --wait``) keeps one
-    detached controller standing by while it drives, so a ``kill -9`` of this process costs the sweep milliseconds,
-    not the start-up of the command run again. The standby is stopped before this loop lets the sweep go, so a
-    clean stop (Ctrl-C, SIGTERM) is not undone by it.
+    With ``keep_standby`` (and the ``standby`` setting), the loop keeps one detached controller standing by while it
+    drives (``sweepflow controller`` and ``launch-sweep --wait`` ask for it), so a ``kill -9`` of this process costs
+    the sweep milliseconds, not a new process's start-up; a standby that takes over starts its own. The standby is
+    stopped before this loop lets the sweep go, so a clean stop (Ctrl-C, SIGTERM) is not undone by it.
     """
     s = backend.settings
     store = backend.store
@@ -272,17 +273,20 @@ def drive(
         poll_interval=s.poll_interval,
     )
     standby = keep_standby and s.standby
-    standby_checked = -math.inf
     try:
         # Runs lost with a dead controller start again before the engine's imports (seconds on a busy box): they
-        # were re-queued as the sweep was taken over, and are claimed first.
+        # were re-queued as the sweep was taken over, and are claimed first; then the standby starts, the sooner
+        # to be ready for the next fault.
         if driver.agent:
             driver.agent.tick(time.time())
+        if standby:
+            backend.ensure_standby(sweep_id)
+        standby_checked = time.time()
         _load_engine()
         while True:
             now = time.time()
             if standby and now - standby_checked >= STANDBY_CHECK_EVERY:
-                backend.ensure_controller(sweep_id)  # starts one, or replaces one that died
+                backend.ensure_standby(sweep_id)  # replaces one that died
                 standby_checked = now
             going = driver.step(now)
             if on_tick:
