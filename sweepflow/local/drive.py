@@ -105,6 +105,8 @@ class Driver:
                 wants = bool(again.finished or again.lost)  # a run ended meanwhile: the controller decides again
             if agent is None and self.embedded_agents is None and self.active:
                 self._serve_if_unserved(now)
+        if agent is None and changed:  # agents that register or beat commit: a new server is news
+            self.controller.reaper.watch_servers(self.store.live_agents(self.controller.settings.queue))
         self._version = self.store.data_version()  # our own writes of this round are not news
         if agent and agent.quit_reason:  # W&B's agent quits; the sweep waits for `sweep --resume`
             self.store.set_sweep_state(controller.sweep_id, SweepState.PAUSED, f"agent quit: {agent.quit_reason}")

@@ -51,6 +51,7 @@ class Reaper:
         self.runs_dir = runs_dir
         self._agents: dict[str, Agent | None] = {}  # agent id -> its record (None: unknown to the store)
         self._fds: dict[str, int] = {}  # agent id -> pidfd, for live agents of this machine but our own process
+        self._servers: dict[str, int] = {}  # agent id -> pidfd, for agents of this machine serving the queue
         self.retry_at = math.inf  # when a claim whose settling had to wait is due again
 
     def watch(self, runs: Iterable[Run]) -> None:
@@ -63,10 +64,24 @@ class Reaper:
                 with contextlib.suppress(AttributeError, OSError):  # no pidfds, or already gone: reap finds it
                     self._fds[run.agent_id] = os.pidfd_open(agent.pid)
 
+    def watch_servers(self, agents: Iterable[Agent]) -> None:
+        """Watch the agents of this machine that serve the sweep's queue, also between runs: the death of one that
+        runs nothing loses no run but leaves the queue unserved, which the drive loop must know at once (it then
+        serves the queue itself) rather than when the agent's replacement starts."""
+        for agent in agents:
+            if agent.id in self._servers or agent.host != socket.gethostname() or agent.pid in (None, os.getpid()):
+                continue
+            with contextlib.suppress(AttributeError, OSError):
+                self._servers[agent.id] = os.pidfd_open(agent.pid)
+
     def agent_died(self) -> bool:
-        """Whether a watched agent's process has exited since it was watched (no wait)."""
+        """Whether a watched agent's process has exited since it was watched (no wait); a dead server is
+        reported once."""
+        dead = [i for i, fd in self._servers.items() if select.select([fd], [], [], 0)[0]]
+        for agent_id in dead:
+            os.close(self._servers.pop(agent_id))
         fds = list(self._fds.values())
-        return bool(fds and select.select(fds, [], [], 0)[0])
+        return bool(dead) or bool(fds and select.select(fds, [], [], 0)[0])
 
     def reap(self, now: float) -> list[str]:
         """Settle every claim whose lease expired or whose agent's process is gone; returns the run ids settled."""
@@ -93,6 +108,9 @@ class Reaper:
     def close(self) -> None:
         for agent_id in list(self._agents):
             self._forget(agent_id)
+        for fd in self._servers.values():
+            os.close(fd)
+        self._servers.clear()
 
     def _forget(self, agent_id: str) -> None:
         self._agents.pop(agent_id, None)

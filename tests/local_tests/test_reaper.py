@@ -131,3 +131,34 @@ def test_the_drive_loop_wakes_when_an_agent_of_this_machine_dies(store: Store, t
     finally:
         stand_in.kill()
         controller.reaper.close()
+
+
+def test_the_drive_loop_serves_the_queue_at_once_when_its_idle_agent_dies(store: Store, tmp_path: Path) -> None:
+    """An external agent killed between two runs loses no run, but its queue is unserved: the loop learns it from
+    the agent's pidfd and serves the queue itself, instead of waiting for a replacement agent to start."""
+    sweep = make_sweep(store, run_cap=2)
+    controller = make_controller(store, sweep, lease_ttl=30.0)
+    stand_in = subprocess.Popen(["sleep", "60"])  # the external agent's process, running nothing yet
+    runs = FakeRuns()
+
+    def served() -> bool:
+        return any(a.pid == stand_in.pid and stand_in.poll() is None for a in store.live_agents("default"))
+
+    driver = Driver(store, controller, lambda: make_agent(store, runs, tmp_path), queue_served=served)
+    try:
+        store.register_agent("default", agent_id="external", pid=stand_in.pid)
+        assert driver.agent is not None  # nothing served the queue when the loop began
+        driver.agent.shutdown()
+        driver.agent = None  # now the external agent serves it
+        driver.step(time.time())
+        assert driver.wait(time.time() + 0.3) == "timer"
+        stand_in.kill()
+        stand_in.wait()
+        assert driver.wait(time.time() + 30) == "agent"  # at once, though it held no run
+        driver.step(time.time())
+        assert driver.agent is not None  # the loop serves the queue itself
+        driver.step(time.time())
+        assert runs.live(), "the embedded agent started the queued run"
+    finally:
+        stand_in.kill()
+        controller.reaper.close()
