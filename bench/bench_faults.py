@@ -30,8 +30,9 @@ record whose run is not recorded finished [0], sweeps over ``run_cap`` [0], runs
 ``lost_run_retries``), campaigns completed [all], sweeps short of ``run_cap`` finished runs other than by a killed
 training run or a run given up [0], store integrity problems [none], and the recovery time, kill -> the next run
 of the sweep it hit started [p50 / max <= 5 s] (a kill at a stage's end is followed by the next stage's start-up,
-reported apart); plus the load average and the CPU other processes used meanwhile (the machine is shared: say so
-with the figures).
+reported apart, and so is the kill of a campaign process while its sweep's detached controller drove on: it
+interrupts nothing, and the next run starts when a slot frees on its own); plus the load average and the CPU
+other processes used meanwhile (the machine is shared: say so with the figures).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Fault:
     sweep: str | None = None  # the campaign's sweep running at the kill
     recovered_at: float | None = None  # when the campaign's next run started
     next_stage: bool = False  # that run was of a later stage: the kill fell at a stage's end
+    undisturbed: bool = False  # a campaign process killed while a live controller elsewhere drove its sweep
     note: str = ""
 
 
@@ -223,10 +225,16 @@ class Bench:
         return True
 
     def kill(self, c: Campaign, part: str, pid: int) -> None:
+        before = self.current_sweep(c)
+        driver = int(before.lease_owner.split(":")[1]) if before and before.lease_owner else None
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         current = self.current_sweep(c)
-        self.faults.append(Fault(c.name, part, time.time(), pid, current.id if current else None))
+        fault = Fault(c.name, part, time.time(), pid, current.id if current else None)
+        # A campaign process runs no run and drives nothing once its sweep's detached controller holds the lease:
+        # its kill interrupts nothing, and the next run starts when a slot frees on its own (the sweep's cadence).
+        fault.undisturbed = part == "campaign" and driver is not None and driver != pid and not _gone(driver)
+        self.faults.append(fault)
         # Recovered the documented way (see the module docstring); a dead controller is the sensor's to replace.
         if part == "agent":
             c.agent.wait()
@@ -339,8 +347,9 @@ class Bench:
             completed += ok
         # Recovery within the sweep the kill hit; a kill at a stage's end is followed by the next stage's start-up
         # (new processes: the campaign's sensor launches it), reported apart.
-        within = [f for f in self.faults if f.recovered_at is not None and not f.next_stage]
+        within = [f for f in self.faults if f.recovered_at is not None and not f.next_stage and not f.undisturbed]
         recovery = [f.recovered_at - f.at for f in within]
+        undisturbed = [f.recovered_at - f.at for f in self.faults if f.recovered_at and f.undisturbed]
         by_part = {
             part: dist([f.recovered_at - f.at for f in within if f.part == part])
             for part in sorted({f.part for f in self.faults})
@@ -362,6 +371,7 @@ class Bench:
             "recovery_s": dist(recovery),
             "recovery_s_by_part": by_part,
             "recovery_s_at_stage_end": dist(boundary),
+            "next_run_s_after_undisturbing_kills": dist(undisturbed),
             "faults": [
                 {
                     "campaign": f.campaign,
@@ -369,6 +379,7 @@ class Bench:
                     "at_s": round(f.at - next(c.started for c in campaigns if c.name == f.campaign), 2),
                     "recovery_s": None if f.recovered_at is None else round(f.recovered_at - f.at, 3),
                     "next_stage": f.next_stage,
+                    "undisturbed": f.undisturbed,
                     "note": f.note,
                 }
                 for f in self.faults
@@ -480,6 +491,11 @@ def _print(r: dict[str, Any]) -> None:
     )
     end = r["recovery_s_at_stage_end"]
     print(f"  at a stage's end (next stage's first run): n={end['n']} max {fmt(end.get('max'), ' s', 2)}")
+    calm = r["next_run_s_after_undisturbing_kills"]
+    print(
+        f"  campaign kills while its controller drove on (nothing to recover; next run at the sweep's cadence): "
+        f"n={calm['n']} p50 {fmt(calm.get('p50'), ' s', 2)} max {fmt(calm.get('max'), ' s', 2)}"
+    )
     for part, d in r["recovery_s_by_part"].items():
         print(f"  {part:13s} n={d['n']:3d}  p50 {fmt(d.get('p50'), ' s', 2)}  max {fmt(d.get('max'), ' s', 2)}")
     others = r["other_processes_cores_avg"] or 0.0
