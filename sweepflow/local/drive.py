@@ -26,6 +26,7 @@ from typing import Protocol
 from sweepflow.local.agent import Agent, OnEvent, StartRun
 from sweepflow.local.controller import Controller, ControllerLeaseTaken, ControllerSettings
 from sweepflow.local.processes import owner_is_dead, owner_pid, process_gone, wait_for_exit
+from sweepflow.local.txlog import load_reader
 from sweepflow.settings import DEFAULTS, Settings
 from sweepflow.states import SweepState
 from sweepflow.store import NotFoundError, Store, Sweep
@@ -173,6 +174,12 @@ def _load_engine() -> None:
         import sweeps.random_search  # noqa: F401
 
 
+def _preload() -> None:
+    """What a standby loads while it waits: the engine, and wandb's record type for the reaper's first read."""
+    load_reader()
+    _load_engine()
+
+
 def _take_over(store: Store, controller: Controller, *, stand_by: bool) -> bool:
     """Take the sweep (:meth:`Controller.recover`); False if it ended meanwhile.
 
@@ -196,7 +203,7 @@ def _take_over(store: Store, controller: Controller, *, stand_by: bool) -> bool:
         # Never take the sweep from a live controller of this machine, even if its lease lapsed (a busy box can
         # stall its renewal past a short TTL): only its death hands the sweep over.
         if not loaded:  # in the background: a driver that dies meanwhile is taken over at once, not after it
-            threading.Thread(target=_load_engine, name="load-engine", daemon=True).start()
+            threading.Thread(target=_preload, name="preload", daemon=True).start()
             loaded = True
         wait_for_exit(holder, controller.settings.renew_every)
         if _sweep(store, controller.sweep_id).state.is_terminal:
@@ -284,7 +291,7 @@ def drive(
         if standby:
             backend.ensure_standby(sweep_id)
         standby_checked = time.time()
-        _load_engine()
+        _preload()
         while True:
             now = time.time()
             if standby and now - standby_checked >= STANDBY_CHECK_EVERY:

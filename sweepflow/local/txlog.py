@@ -30,11 +30,14 @@ import os
 import struct
 import zlib
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import DecodeError
-from wandb.proto import wandb_internal_pb2 as pb
+
+if TYPE_CHECKING:
+    from wandb.proto import wandb_internal_pb2 as pb
 
 __all__ = [
     "BLOCK_SIZE",
@@ -125,9 +128,18 @@ class TransactionLog:
         return records, consumed
 
 
+@cache
+def load_reader() -> type[pb.Record]:
+    """wandb's record type, imported at the first read: importing it runs wandb's package (~0.6 s), which a
+    controller standing by or a CLI command that reads no log should not pay at start-up."""
+    from wandb.proto import wandb_internal_pb2
+
+    return wandb_internal_pb2.Record
+
+
 def _decode_record(payload: bytes, path: Path, where: int) -> pb.Record:
     """Deserialize one payload, turning protobuf's error into ours so callers catch a single type."""
-    record = pb.Record()
+    record = load_reader()()
     try:
         record.ParseFromString(payload)
     except DecodeError as exc:

@@ -145,9 +145,14 @@ def _slow_sweep_file(tmp_path, run_cap: int) -> str:
     return str(path)
 
 
-def test_kill_9_of_launch_sweep_wait_is_taken_over_by_its_standby(backend: LocalBackend, tmp_path, reaper) -> None:
+def test_kill_9_of_launch_sweep_wait_is_taken_over_by_its_standby(
+    backend: LocalBackend, tmp_path, reaper, monkeypatch
+) -> None:
     """The foreground `--wait` keeps a standby controller: its kill -9 does not stall the sweep until the user runs
     the command again, and the command run again watches the sweep to its end instead of refusing it."""
+    # The production lease: under the tests' 3 s one, a busy box can stall the standby's first renewal (it is
+    # loading the engine) past the lease, and the command run again then takes the sweep instead of watching.
+    monkeypatch.setenv("SWEEPFLOW_LEASE_TTL", "30")
     store = backend.store
     first = _launch_wait(backend, tmp_path, reaper, _slow_sweep_file(tmp_path, run_cap=4))
     sweep_id = _until(lambda: [s.id for s in store.list_sweeps()], 60, "the sweep")[0]
