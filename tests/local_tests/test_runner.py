@@ -35,6 +35,17 @@ def _wait(run: RunProcess, timeout: float = 60) -> list[dict]:
     return rows + run.poll_rows()
 
 
+def _live_rows(run: RunProcess, n: int, timeout: float = 60) -> list[dict]:
+    """The rows a still-running run has logged once there are ``n`` of them."""
+    rows: list[dict] = []
+    deadline = time.time() + timeout
+    while len(rows) < n and time.time() < deadline:
+        rows += run.poll_rows()
+        time.sleep(0.1)
+    assert len(rows) >= n, f"fewer than {n} live rows within {timeout} s"
+    return rows
+
+
 def test_run_gets_its_params_and_reports_metrics_live(tmp_path: Path) -> None:
     run = RunProcess.start(_spec(tmp_path, "r1", {"epochs": 4, "hidden": 8, "activation": "tanh"}))
     rows = _wait(run)
@@ -45,12 +56,7 @@ def test_run_gets_its_params_and_reports_metrics_live(tmp_path: Path) -> None:
 
 def test_sigint_stop_keeps_the_rows_and_the_exit_record(tmp_path: Path) -> None:
     run = RunProcess.start(_spec(tmp_path, "r2", {"epochs": 100000}))
-    rows: list[dict] = []
-    deadline = time.time() + 60
-    while len(rows) < 3 and time.time() < deadline:
-        rows += run.poll_rows()
-        time.sleep(0.1)
-    assert len(rows) >= 3, "no live rows within 60 s"
+    rows = _live_rows(run, 3)
     code = run.stop(grace=20)
     rows += run.poll_rows()
     assert run._log is not None and run._log.finished  # wandb wrote its exit record
@@ -63,12 +69,7 @@ def test_a_run_killed_by_sigkill_never_gets_an_exit_record_so_it_is_settled_with
     """The premise is wandb's (checked here, so a wandb that starts writing one fails this test); the consequence is
     ours: ``final_log`` does not sleep for a record that cannot come, so the slot frees at once."""
     run = RunProcess.start(_spec(tmp_path, "r9", {"epochs": 100000}))
-    rows: list[dict] = []
-    deadline = time.time() + 60
-    while len(rows) < 2 and time.time() < deadline:
-        rows += run.poll_rows()
-        time.sleep(0.1)
-    assert len(rows) >= 2, "no live rows within 60 s"
+    rows = _live_rows(run, 2)
     run.proc.send_signal(signal.SIGKILL)
     _wait(run)
     assert run.returncode() == -signal.SIGKILL
