@@ -28,7 +28,7 @@ from pathlib import Path
 
 from sweepflow.local.outcome import end_state
 from sweepflow.local.processes import process_gone
-from sweepflow.local.runner import EXIT_RECORD_WAIT, exit_record_may_follow
+from sweepflow.local.runner import EXIT_RECORD_WAIT
 from sweepflow.local.txlog import RunLog, TransactionLogError, find_run_file
 from sweepflow.states import RunState
 from sweepflow.store import LEASE_EXPIRED_REASON, Agent, Claim, Run, Store
@@ -128,8 +128,7 @@ class Reaper:
         log = _read_log(run_dir, run.id)
         record = log.exit_code if log is not None else None
         ended = run.exit_code is not None  # its agent saw its process exit on its own (Store.record_exit)
-        waiting = ended and record is None and log is not None and exit_record_may_follow(run.exit_code)
-        if waiting and _written_within(log.path, EXIT_RECORD_WAIT):
+        if ended and record is None and log is not None and _written_within(log.path, EXIT_RECORD_WAIT):
             return False  # it has just ended: wandb-core may still be writing its exit record
         stopped = run.stop_requested is not None
         if record is not None or ended:  # it ended on its own: record it as its agent would have

@@ -41,17 +41,6 @@ from sweepflow.private import private_dir
 EXIT_RECORD_WAIT = 2.0  # seconds an ended run's exit record may take to reach its log (wandb-core flushes it)
 
 
-def exit_record_may_follow(code: int) -> bool:
-    """Whether a run whose process ended with ``code`` may still get an exit record, so is worth waiting for.
-
-    Not when a signal killed it (negative code) other than SIGINT: the script's exit hooks never ran, so wandb
-    was never told the run ended and writes no record, however long one waits (measured with wandb 0.31:
-    nothing in 5 s after a SIGKILL). SIGINT is Python's KeyboardInterrupt: wandb's hooks run before the
-    interpreter re-raises it, and their record can land a moment after the process has gone.
-    """
-    return code >= 0 or code == -signal.SIGINT
-
-
 def param_file_text(params: Mapping[str, Any]) -> str:
     """The param file's text, as ``config_util.save_config_file_from_dict`` writes ``{name: {"value": v}}``."""
     text = b"wandb_version: 1"
@@ -202,12 +191,9 @@ class RunProcess:
         """The run's log once its process has ended, with the exit record if wandb wrote one.
 
         wandb-core writes the exit record from its own process, so it can land a moment after the script exits:
-        wait up to 2 s for it, only when the log exists and lacks it and a record may still come
-        (:func:`exit_record_may_follow`): a run killed by a signal is settled at once.
+        wait up to 2 s for it, only when the log exists and lacks it.
         """
-        code = self.returncode()
-        wait = EXIT_RECORD_WAIT if code is None or exit_record_may_follow(code) else 0.0
-        deadline = time.monotonic() + wait
+        deadline = time.monotonic() + EXIT_RECORD_WAIT
         self.poll_rows()
         while self._log is not None and not self._log.finished and time.monotonic() < deadline:
             time.sleep(0.05)
