@@ -19,8 +19,9 @@ one after another in a fresh ``SWEEPFLOW_HOME`` with the production lease TTL (3
 
 Faults are drawn from a seeded generator: the moment (0.2 to ``--span`` s after the campaign's first run started,
 then after the previous fault's recovery, so each hits a campaign at work) and the part killed among those alive
-then: the controller, the external agent, the campaign process, ``launch-sweep --wait``, a training run.
-Each is recovered the documented way: a dead controller is replaced by the campaign's sensor (``ensure_driven``),
+then: the controller (in the cli shape, once the command's standby has taken the sweep over), the external
+agent, the campaign process, ``launch-sweep --wait``, a training run. Each is recovered the documented way: a dead
+controller is taken over by its standby or replaced by the campaign's sensor (``ensure_driven``),
 a dead agent's runs are re-queued and its queue served by the controller until the agent is restarted, a killed
 campaign process is run again with the same key, a killed ``launch-sweep --wait`` is run again with
 ``--resume_id ID --wait``, and a killed training run is ``crashed`` and counts (as in W&B).
@@ -30,9 +31,10 @@ record whose run is not recorded finished [0], sweeps over ``run_cap`` [0], runs
 ``lost_run_retries``), campaigns completed [all], sweeps short of ``run_cap`` finished runs other than by a killed
 training run or a run given up [0], store integrity problems [none], and the recovery time, kill -> the next run
 of the sweep it hit started [p50 / max <= 5 s] (a kill at a stage's end is followed by the next stage's start-up,
-reported apart, and so is the kill of a campaign process while its sweep's detached controller drove on: it
-interrupts nothing, and the next run starts when a slot frees on its own); plus the load average and the CPU
-other processes used meanwhile (the machine is shared: say so with the figures).
+reported apart, and so is the kill of a campaign process or of a watching ``launch-sweep --wait`` while its
+sweep's detached controller drove on: it interrupts nothing, and the next run starts when a slot frees on its
+own); plus the load average and the CPU other processes used meanwhile (the machine is shared: say so with the
+figures).
 """
 
 from __future__ import annotations
@@ -177,9 +179,10 @@ class Bench:
         if c.agent is not None and c.agent.poll() is None:
             alive["agent"] = c.agent.pid
         sweep = self.current_sweep(c)
-        if c.shape != "cli" and sweep is not None and sweep.lease_owner:
+        if sweep is not None and sweep.lease_owner:
             pid = int(sweep.lease_owner.split(":")[1])
-            if not _gone(pid):
+            # In the cli shape the command drives its sweep, until its standby (a detached controller) took over.
+            if not _gone(pid) and pid != alive.get("launch-sweep"):
                 alive["controller"] = pid
         runs = self.run_pids(c)
         if runs:
@@ -231,9 +234,11 @@ class Bench:
             os.kill(pid, signal.SIGKILL)
         current = self.current_sweep(c)
         fault = Fault(c.name, part, time.time(), pid, current.id if current else None)
-        # A campaign process runs no run and drives nothing once its sweep's detached controller holds the lease:
-        # its kill interrupts nothing, and the next run starts when a slot frees on its own (the sweep's cadence).
-        fault.undisturbed = part == "campaign" and driver is not None and driver != pid and not _gone(driver)
+        # A campaign process, or a `launch-sweep --wait` run again that watches the standby which took its sweep
+        # over, runs no run and drives nothing while a detached controller holds the lease: its kill interrupts
+        # nothing, and the next run starts when a slot frees on its own (the sweep's cadence).
+        watcher = part in ("campaign", "launch-sweep")
+        fault.undisturbed = watcher and driver is not None and driver != pid and not _gone(driver)
         self.faults.append(fault)
         # Recovered the documented way (see the module docstring); a dead controller is the sensor's to replace.
         if part == "agent":
@@ -493,7 +498,8 @@ def _print(r: dict[str, Any]) -> None:
     print(f"  at a stage's end (next stage's first run): n={end['n']} max {fmt(end.get('max'), ' s', 2)}")
     calm = r["next_run_s_after_undisturbing_kills"]
     print(
-        f"  campaign kills while its controller drove on (nothing to recover; next run at the sweep's cadence): "
+        f"  campaign / watching launch-sweep kills while a controller drove on (nothing to recover; next run at "
+        f"the sweep's cadence): "
         f"n={calm['n']} p50 {fmt(calm.get('p50'), ' s', 2)} max {fmt(calm.get('max'), ' s', 2)}"
     )
     for part, d in r["recovery_s_by_part"].items():
