@@ -175,6 +175,11 @@ def simulate(case: dict[str, Any], db: Path, seed: int) -> dict[str, Any]:
     controller = Controller(store, sweep.id, settings=ControllerSettings(queue=queue, lease_ttl=ttl))
     clock = Clock()
     controller.searcher.suggest = clock.wrap("suggest", controller.searcher.suggest)  # type: ignore[method-assign]
+    # Where a tick's time goes: reading the runs (whichever way the tree reads them), queueing the new run.
+    for method in ("runs", "run_changes", "metric_series"):
+        if hasattr(store, method):
+            setattr(store, method, clock.wrap("read", getattr(store, method)))
+    store.add_run = clock.wrap("add_run", store.add_run)  # type: ignore[method-assign]
     claim = clock.wrap("claim", lambda: store.claim_next(queue, agent, lease_ttl=ttl))
     start = clock.wrap("claim", lambda run_id, item_id: store.mark_run_started(run_id, agent, item_id=item_id))
     finish = clock.wrap("finish", store.mark_run_finished)
@@ -187,12 +192,16 @@ def simulate(case: dict[str, Any], db: Path, seed: int) -> dict[str, Any]:
     last_beat = time.monotonic()
     grid_done = False
 
+    parts = ("suggest", "read", "add_run")
+
     def tick(ended: int) -> bool:
-        before = len(clock.ms["suggest"])
+        before = {name: len(clock.ms[name]) for name in parts}
         t0 = time.process_time()
         alive = controller.tick()
         ms = (time.process_time() - t0) * 1000
-        ticks.append({"finished": finished, "ended": ended, "suggested": len(clock.ms["suggest"]) - before, "ms": ms})
+        spent = {name: sum(clock.ms[name][before[name] :]) for name in parts}
+        suggested = len(clock.ms["suggest"]) - before["suggest"]
+        ticks.append({"finished": finished, "ended": ended, "suggested": suggested, "ms": ms, "parts": spent})
         return alive
 
     def fill() -> None:
@@ -246,6 +255,7 @@ def simulate(case: dict[str, Any], db: Path, seed: int) -> dict[str, Any]:
         by_window[str(w)] = {
             "tick_ms": dist([t["ms"] for t in inside]),
             "suggested_per_tick": dist([t["suggested"] for t in inside]),
+            **{f"{name}_ms_per_tick": dist([t["parts"][name] for t in inside]) for name in parts},
         }
     per_suggest = _by_window(clock.ms["suggest"], ticks, windows, window)
     return {
@@ -363,8 +373,8 @@ def run_child(tree: Path, name: str, case: dict[str, Any], tmp: Path, seed: int)
 def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     """Markdown: one row per case, tree and window."""
     lines = [
-        "| case | tree | finished runs | tick CPU ms p50 / mean / max | suggest ms p50 | finish ms p50 | "
-        "history row ms p50 | claim ms p50 | store B/run | B/history row | peak RSS MB |",
+        "| case | tree | finished runs | tick CPU ms p50 / mean / max | of which: read runs / suggest / add_run "
+        "(mean) | finish ms p50 | history row ms p50 | claim ms p50 | store B/run | B/history row | peak RSS MB |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, trees in results.items():
@@ -386,7 +396,9 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
                 continue
             for w, stats in r["windows"].items():
                 t = stats["tick_ms"]
-                sug = fmt(r["suggest_ms_by_window"][w].get("p50"), digits=2)
+                sug = " / ".join(
+                    fmt(stats[f"{k}_ms_per_tick"].get("mean"), digits=2) for k in ("read", "suggest", "add_run")
+                )
                 lines.append(
                     f"| {name} | {label} | {w}-{int(w) + r['_window']} | {fmt(t.get('p50'), digits=2)} / "
                     f"{fmt(t.get('mean'), digits=2)} / {fmt(t.get('max'), digits=1)} | {sug} | " + tail

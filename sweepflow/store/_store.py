@@ -47,6 +47,7 @@ from sweepflow.store._records import (
     Queue,
     QueueItem,
     Run,
+    RunChanges,
     RunState,
     Sweep,
     SweepState,
@@ -59,6 +60,7 @@ LEASE_EXPIRED_REASON = "agent lost (lease expired)"
 AGENT_STALE_AFTER_S = 60.0
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
+_IN_CHUNK = 500  # ids per ``IN (...)``: well under SQLite's bound on variables in a statement
 _E = TypeVar("_E", SweepState, RunState, ItemState)
 _R = TypeVar("_R", Sweep, Run, QueueItem, Queue, Agent)
 
@@ -564,6 +566,50 @@ class Store:
             query = query.where(t.runs.c.state.in_([_enum(RunState, s).value for s in states]))
         with self._read() as conn:
             return [_run(row) for row in conn.execute(query)]
+
+    def run_changes(self, sweep_id: str, *, since: int, versions: Mapping[str, Any]) -> RunChanges:
+        """The runs a reader holding a copy of the sweep's runs must read again, given what its last call returned
+        (``since`` and ``versions``; ``0`` and ``{}`` the first time): every run queued since (new, or queued
+        again), every run in flight whose version changed, and every run that was in flight and is no more.
+
+        A reader who reads every run each time pays for every finished run on every read; this costs what
+        changed plus one narrow row per run in flight. It relies on which runs can change: every write to a run
+        happens while it is pending or running, except :meth:`requeue_run`, which gives the run a new queue
+        item, as :meth:`add_run` does; items are numbered in commit order (AUTOINCREMENT under the write lock),
+        so the items above ``since`` name every run queued since. (:meth:`append_history` without ``item_id``
+        could still change an ended run's summary; nothing in sweepflow calls it so for an ended run.) A run's
+        version is the columns those writes touch, the summary as its stored text: compared, not decoded.
+        """
+        r, items = t.runs.c, t.queue_items.c
+        version_cols = (
+            r.id,
+            r.state,
+            r.attempt,
+            r.stop_requested,
+            r.exit_code,
+            r.agent_id,
+            type_coerce(r.summary, Text),
+        )
+        live = [RunState.PENDING.value, RunState.RUNNING.value]
+        with self._read() as conn:
+            top = conn.scalar(select(func.coalesce(func.max(items.id), 0)))
+            queued = conn.scalars(
+                select(items.run_id)
+                .join(t.runs, r.id == items.run_id)
+                .where(items.id > since, items.id <= top, r.sweep_id == sweep_id)
+            ).all()
+            now_live = {
+                row[0]: tuple(row[1:])
+                for row in conn.execute(select(*version_cols).where(r.sweep_id == sweep_id, r.state.in_(live)))
+            }
+            stale = set(queued)
+            stale.update(run_id for run_id, version in now_live.items() if versions.get(run_id) != version)
+            stale.update(run_id for run_id in versions if run_id not in now_live)  # ended since
+            ids = sorted(stale)
+            found: list[Run] = []
+            for i in range(0, len(ids), _IN_CHUNK):
+                found += map(_run, conn.execute(select(t.runs).where(r.id.in_(ids[i : i + _IN_CHUNK]))))
+        return RunChanges(sorted(found, key=lambda run: run.number), now_live, top)
 
     def counts(self, sweep_id: str) -> dict[RunState, int]:
         """Runs of the sweep per state; every state is present, zeros included."""
