@@ -40,7 +40,7 @@ class RunView:
         self.trials: list[Trial] = []  # trial_of(runs[i]), kept alongside
         self.in_flight: dict[str, Run] = {}  # pending or running, by id
         self._versions: dict[str, object] = {}
-        self._since = 0  # the last queue item seen: items above it are runs queued since
+        self._since: int | None = None  # the last queue item seen (items above it: runs queued since); None: none
         self._ended: list[tuple[float, int, str]] = []  # heap of (-ended_at, -number, id): the last one ended first
 
     def refresh(self) -> list[Run]:

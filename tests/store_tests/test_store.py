@@ -556,7 +556,7 @@ def test_record_exit_marks_a_run_that_ended_on_its_own_until_its_outcome_is_reco
 def test_run_changes_reads_new_runs_those_in_flight_that_changed_and_those_that_ended(store: Store) -> None:
     sweep = _sweep(store)
     other = _sweep(store, key="other")
-    first = store.run_changes(sweep.id, since=0, versions={})
+    first = store.run_changes(sweep.id, since=None, versions={})
     assert first.runs == [] and first.versions == {}
     a, b, c = (store.add_run(sweep.id, {"x": i}, queue="q", now=T0) for i in range(3))
     store.add_run(other.id, {"x": 0}, queue="q", now=T0)  # another sweep's run is not this sweep's change
@@ -591,3 +591,21 @@ def test_run_changes_reads_new_runs_those_in_flight_that_changed_and_those_that_
     assert [r.id for r in last.runs] == [c.id, d.id] and last.versions == {}
     assert all(r.state is RunState.KILLED for r in last.runs)
     assert store.run_changes(sweep.id, since=last.since, versions=last.versions).runs == []
+
+
+def test_add_run_returns_the_run_exactly_as_a_read_returns_it(store: Store) -> None:
+    # add_run builds its answer from what it wrote instead of reading the row back: the two must not differ.
+    sweep = _sweep(store)
+    config = {"x": np.float64(0.5), "t": (1, 2), "nested": {"a": [1, {"b": None}]}, "s": "é"}
+    run = store.add_run(sweep.id, config, queue="q", search_info={"ei": np.float32(0.25)}, now=T0)
+    read = store.get_run(run.id)
+    assert dataclasses.asdict(run) == dataclasses.asdict(read)
+    assert [type(getattr(run, f.name)) for f in dataclasses.fields(run)] == [
+        type(getattr(read, f.name)) for f in dataclasses.fields(read)
+    ]
+    assert run.state is RunState.PENDING and run.config == {
+        "x": 0.5,
+        "t": [1, 2],
+        "nested": {"a": [1, {"b": None}]},
+        "s": "é",
+    }
