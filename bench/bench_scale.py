@@ -84,8 +84,8 @@ CASES: dict[str, dict[str, Any]] = {
     "tune-random": {"method": "random", "workers": 500, "runs": 10000},
 }
 SMOKE: dict[str, dict[str, Any]] = {
-    "sim-random": {"method": "random", "workers": 50, "windows": [0, 200], "window": 10, "batch": 50},
-    "tune-random": {"method": "random", "workers": 50, "runs": 200},
+    "sim-random": {"method": "random", "workers": 30, "windows": [0, 150], "window": 8, "batch": 30},
+    "tune-random": {"method": "random", "workers": 30, "runs": 150},
 }
 
 

@@ -258,8 +258,10 @@ class Controller:
         ]
 
     def _apply_hyperband(self, sweep: Sweep, now: float) -> None:
+        if not self.stopper.enabled or now - self._last_hyperband < self.settings.hyperband_every:
+            return
         running = {r.id for r in self.view.running() if r.stop_requested is None}
-        if not self.stopper.enabled or not running or now - self._last_hyperband < self.settings.hyperband_every:
+        if not running:
             return
         self._last_hyperband = now
         trials = self._trials(sweep, self._series())  # Hyperband compares a band's value with every run's
