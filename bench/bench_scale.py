@@ -5,21 +5,22 @@ Usage (from the repository root)::
     .venv/bin/python bench/bench_scale.py                      # this checkout vs --base, every case, side by side
     .venv/bin/python bench/bench_scale.py --base none          # this checkout only
     .venv/bin/python bench/bench_scale.py --cases sim-random   # some cases only
+    .venv/bin/python bench/bench_scale.py --jobs 4             # up to 4 children at once (CPU time is per child)
     .venv/bin/python bench/bench_scale.py --smoke              # a few hundred runs, this checkout (the tests run it)
 
 Every case runs in a child process per source tree (``--base REV`` is extracted with ``git archive``; "after" is
-this checkout as it is on disk; ``PYTHONPATH`` picks the tree), against a fresh SQLite file, and the trees of one
-case run back to back, so both numbers are taken under the same load. Cases:
+this checkout as it is on disk; ``PYTHONPATH`` picks the tree), against a fresh SQLite file; the trees of one
+case run back to back (or side by side with ``--jobs``), so both numbers are taken under the same load. Cases:
 
 * ``sim-*`` -- the controller and the store, driven as the drive loop drives them: an agent holds ``workers``
-  claimed runs, each logs 1-5 history rows and finishes, in a random order (a seeded RNG picks the next run to
+  claimed runs, each logs 1-3 history rows and finishes, in a random order (a seeded RNG picks the next run to
   advance), and the controller ticks after every run that ends (a metric report alone ticks it only under
   Hyperband or a metric target, neither set here). Inside a measuring window (``--windows``: the first
   ``--window`` ends after ``w`` runs have finished) one run ends per tick: that tick is one *scheduling decision*
   (settle the ended run, suggest and queue its replacement). Between windows runs end ``--batch`` at a time per
   tick, which only fast-forwards the sweep to the next window.
 * ``tune-random`` -- the Python entry point: :func:`sweepflow.tune.tune`, ``run_cap`` runs, ``num_workers``
-  at once, an objective yielding 1-5 values; its controller's ticks are timed by a subclass swapped into
+  at once, an objective yielding 1-3 values; its controller's ticks are timed by a subclass swapped into
   ``sweepflow.tune`` (the code that runs is the real one).
 
 Reported: CPU ms (``time.process_time``: the machine is shared, wall time would measure the neighbours) per tick
@@ -45,6 +46,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +212,7 @@ def simulate(case: dict[str, Any], db: Path, seed: int) -> dict[str, Any]:
             if got is None:
                 return
             if start(got.run.id, got.item.id) is not None:
-                active[got.item.id] = [got.run.id, rng.randint(1, 5), 0, {}]
+                active[got.item.id] = [got.run.id, rng.randint(1, 3), 0, {}]
 
     alive = tick(0)
     fill()
@@ -289,7 +291,7 @@ def _by_window(suggest_ms: list[float], ticks: list[dict[str, Any]], windows: li
 
 
 def tune_case(case: dict[str, Any], db: Path, seed: int) -> dict[str, Any]:
-    """:func:`tune` on a 1-5 step objective, its controller's ticks timed (see the module docstring)."""
+    """:func:`tune` on a 1-3 step objective, its controller's ticks timed (see the module docstring)."""
     import sweepflow.tune as tune_module
     from sweepflow.local.controller import Controller
 
@@ -304,7 +306,7 @@ def tune_case(case: dict[str, Any], db: Path, seed: int) -> dict[str, Any]:
                 ticks.append((time.process_time() - t0) * 1000)
 
     def objective(config: dict[str, Any]) -> Iterator[float]:
-        steps = 1 + int(config["x"] * 5) % 5
+        steps = 1 + int(config["x"] * 3) % 3
         for step in range(steps):
             yield loss_of(config) + step
 
@@ -411,6 +413,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--base", default=DEFAULT_BASE, help="git revision to compare with, or 'none'")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1, help="children run at once (each measures its own CPU time)")
     parser.add_argument("--smoke", action="store_true", help="a few hundred runs, this checkout only")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -425,11 +428,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp_name:
         tmp = Path(tmp_name)
         trees = {"after": ROOT} if base == "none" else {"before": extract(base, tmp), "after": ROOT}
-        for name, case in cases.items():
-            results[name] = {}
-            for label, tree in trees.items():
-                results[name][label] = run_child(tree, name, case, tmp, args.seed)
-                print(f"{name} [{label}]: done ({results[name][label]['cpu_s_total']:.1f} CPU s)", flush=True)
+        jobs = [(name, label) for name in cases for label in trees]
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            futures = {
+                job: pool.submit(run_child, trees[job[1]], job[0], cases[job[0]], tmp, args.seed) for job in jobs
+            }
+            for name, label in jobs:
+                got = results.setdefault(name, {})[label] = futures[name, label].result()
+                print(f"{name} [{label}]: done ({got['cpu_s_total']:.1f} CPU s)", flush=True)
         shutil.rmtree(tmp, ignore_errors=True)
     meta = {
         "argv": sys.argv if argv is None else argv,
