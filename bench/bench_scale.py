@@ -46,7 +46,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, dist, fmt, machine
 
 DEFAULT_BASE = "c32c2d6"  # the tree before this benchmark's fixes
+QUEUE = "scale"
 SCRIPT = Path(__file__).resolve()
 
 RANDOM_SPACE = {
@@ -70,23 +71,18 @@ def grid_space(points: int) -> dict[str, Any]:
     return {"a": {"values": list(range(side))}, "b": {"values": list(range(side))}}
 
 
-#: name -> (sweep config without scheduler/run_cap, workers, windows, window, batch) at full size.
+#: The cases at full size: W&B's random at 10k finished runs, grid over a 51 x 51 grid, bayes small (its GP is
+#: O(runs) by design), Optuna's TPE; ``windows`` are the finished-run counts measured, ``window`` ticks each.
 CASES: dict[str, dict[str, Any]] = {
-    "sim-random": {"method": "random", "workers": 500, "windows": [0, 1000, 5000, 10000], "window": 50, "batch": 250},
-    "sim-grid": {
-        "method": "grid",
-        "workers": 500,
-        "windows": [0, 1000, 2000],
-        "window": 30,
-        "batch": 250,
-        "grid": 2601,
-    },
-    "sim-bayes": {"method": "bayes", "workers": 20, "windows": [0, 100, 300], "window": 10, "batch": 20},
-    "sim-tpe": {"method": "tpe", "workers": 100, "windows": [0, 500, 2000], "window": 20, "batch": 100},
-    "tune-random": {"method": "random", "workers": 500, "runs": 10000},
+    "sim-random": {"method": "random", "workers": 500, "windows": [0, 1000, 5000, 10000], "window": 50},
+    "sim-grid": {"method": "grid", "workers": 100, "windows": [0, 1000, 2400], "window": 30, "grid": 2601},
+    "sim-bayes": {"method": "bayes", "workers": 20, "windows": [0, 100, 300], "window": 10},
+    "sim-tpe": {"method": "tpe", "workers": 100, "windows": [0, 500, 2000], "window": 20},
+    "tune-random": {"method": "random", "workers": 500, "runs": 10000, "after_only": True},
+    "tune-random-2k": {"method": "random", "workers": 500, "runs": 2000},
 }
 SMOKE: dict[str, dict[str, Any]] = {
-    "sim-random": {"method": "random", "workers": 30, "windows": [0, 150], "window": 8, "batch": 30},
+    "sim-random": {"method": "random", "workers": 30, "windows": [0, 150], "window": 8},
     "tune-random": {"method": "random", "workers": 30, "runs": 150},
 }
 
@@ -159,22 +155,78 @@ def store_sizes(db: Path) -> dict[str, Any]:
     }
 
 
-def simulate(case: dict[str, Any], db: Path, seed: int) -> dict[str, Any]:
-    """The controller and store driven as the drive loop drives them (see the module docstring)."""
-    from sweepflow.config import load_sweep_config
-    from sweepflow.local.controller import Controller, ControllerSettings
-    from sweepflow.store import Store
+def prefill(case: dict[str, Any], finished: int, db: Path, seed: int) -> str:
+    """A store holding a sweep with ``finished`` runs already done, each with 1-3 history rows: the state a
+    sweep is in after that many runs. Written in bulk into the store's own tables (what the benchmark measures
+    is the decisions after this point, not how the past was written) and checked with :meth:`Store.check`.
+    Runs through this checkout's code, once per window; every tree then measures a copy."""
+    import itertools
 
-    workers, windows, window, batch = case["workers"], case["windows"], case["window"], case["batch"]
+    from sweepflow.config import load_sweep_config
+    from sweepflow.local.search import searcher_for
+    from sweepflow.store import Store, config_hash
+    from sweepflow.store import _schema as tables
+
     store = Store(f"sqlite:///{db}")
     cfg = load_sweep_config(sweep_config(case, run_cap=None))
     stored = cfg.to_wandb()
     stored["seed"] = seed
     sweep, _ = store.create_sweep(None, "bench", stored)
-    queue = "scale"
-    store.ensure_queue(queue)
+    store.ensure_queue(QUEUE)
+    rng = random.Random(seed)
+    if case["method"] == "grid":
+        space = cfg.to_wandb()["parameters"]
+        names = sorted(space)
+        configs = [
+            dict(zip(names, combo, strict=True)) for combo in itertools.product(*(space[n]["values"] for n in names))
+        ]
+    else:  # random-search configs (bayes and TPE read them as prior results)
+        searcher = searcher_for(load_sweep_config(sweep_config({**case, "method": "random"}, None)), seed)
+        configs = [searcher.suggest([]) for _ in range(finished)]  # asked again and again: a new draw each time
+    runs, items, rows = [], [], []
+    t = 1_800_000_000.0
+    for number, config in enumerate(configs[:finished], start=1):
+        run_id = f"r{number:07d}"
+        history = [loss_of({"c": str(config), "n": step}) for step in range(rng.randint(1, 3))]
+        runs.append(
+            {
+                "id": run_id, "sweep_id": sweep.id, "number": number, "queue": QUEUE, "config": config,
+                "config_hash": config_hash(config), "state": "finished", "attempt": 1, "exit_code": 0,
+                "summary": {"loss": history[-1]}, "agent_id": "prefill", "queued_at": t + number,
+                "started_at": t + number, "ended_at": t + number + 1, "search_info": None,
+            }
+        )  # fmt: skip
+        items.append(
+            {
+                "queue": QUEUE, "run_id": run_id, "priority": 0, "enqueued_at": t + number, "state": "done",
+                "claimed_by": "prefill", "claimed_at": t + number, "lease_expires_at": t + number + 30,
+            }
+        )  # fmt: skip
+        rows += [
+            {"run_id": run_id, "step": step, "row": {"loss": v, "_step": step, "_timestamp": t + number}}
+            for step, v in enumerate(history)
+        ]
+    with store._write() as conn:  # one transaction; the tables are the store's own
+        for table, values in ((tables.runs, runs), (tables.queue_items, items), (tables.run_history, rows)):
+            if values:
+                conn.execute(table.insert(), values)
+    problems = store.check()
+    assert not problems, problems
+    store.close()
+    return sweep.id
+
+
+def simulate(case: dict[str, Any], db: Path, seed: int, sweep_id: str) -> dict[str, Any]:
+    """The controller and store driven as the drive loop drives them (see the module docstring), from a store
+    prefilled with the window's finished runs: a warm-up tick fills the slots, then ``window`` ticks each end one
+    run and are timed."""
+    from sweepflow.local.controller import Controller, ControllerSettings
+    from sweepflow.store import Store
+
+    workers, window = case["workers"], case["window"]
+    store = Store(f"sqlite:///{db}")
     ttl = 3600.0
-    controller = Controller(store, sweep.id, settings=ControllerSettings(queue=queue, lease_ttl=ttl))
+    controller = Controller(store, sweep_id, settings=ControllerSettings(queue=QUEUE, lease_ttl=ttl))
     clock = Clock()
     controller.searcher.suggest = clock.wrap("suggest", controller.searcher.suggest)  # type: ignore[method-assign]
     # Where a tick's time goes: reading the runs (whichever way the tree reads them), queueing the new run.
@@ -182,19 +234,15 @@ def simulate(case: dict[str, Any], db: Path, seed: int) -> dict[str, Any]:
         if hasattr(store, method):
             setattr(store, method, clock.wrap("read", getattr(store, method)))
     store.add_run = clock.wrap("add_run", store.add_run)  # type: ignore[method-assign]
-    claim = clock.wrap("claim", lambda: store.claim_next(queue, agent, lease_ttl=ttl))
+    claim = clock.wrap("claim", lambda: store.claim_next(QUEUE, agent, lease_ttl=ttl))
     start = clock.wrap("claim", lambda run_id, item_id: store.mark_run_started(run_id, agent, item_id=item_id))
     finish = clock.wrap("finish", store.mark_run_finished)
     log = clock.wrap("history", store.append_history)
-    agent = store.register_agent(queue, max_jobs=workers).id
+    agent = store.register_agent(QUEUE, max_jobs=workers).id
     rng = random.Random(seed)
     active: dict[int, list[Any]] = {}  # item id -> [run id, rows left, step, summary]
-    ticks: list[dict[str, Any]] = []
-    finished = 0
-    last_beat = time.monotonic()
-    grid_done = False
-
     parts = ("suggest", "read", "add_run")
+    ticks: list[dict[str, Any]] = []
 
     def tick(ended: int) -> bool:
         before = {name: len(clock.ms[name]) for name in parts}
@@ -203,7 +251,7 @@ def simulate(case: dict[str, Any], db: Path, seed: int) -> dict[str, Any]:
         ms = (time.process_time() - t0) * 1000
         spent = {name: sum(clock.ms[name][before[name] :]) for name in parts}
         suggested = len(clock.ms["suggest"]) - before["suggest"]
-        ticks.append({"finished": finished, "ended": ended, "suggested": suggested, "ms": ms, "parts": spent})
+        ticks.append({"ended": ended, "suggested": suggested, "ms": ms, "parts": spent})
         return alive
 
     def fill() -> None:
@@ -214,80 +262,39 @@ def simulate(case: dict[str, Any], db: Path, seed: int) -> dict[str, Any]:
             if start(got.run.id, got.item.id) is not None:
                 active[got.item.id] = [got.run.id, rng.randint(1, 3), 0, {}]
 
-    alive = tick(0)
+    alive = tick(0)  # warm-up: the first read of every run, and the slots filled at once
     fill()
-    last = windows[-1] + window
-    while alive and finished < last and active:
-        in_window = any(w <= finished < w + window for w in windows)
-        target = 1 if in_window else min(batch, min((w - finished for w in windows if w > finished), default=batch))
-        ended = 0
-        while ended < target and active:
-            item_id = rng.choice(list(active))
-            run = active[item_id]
-            if run[1] > 0:  # one more history row, as an agent relays a logged step
-                value = loss_of({"s": run[0], "n": run[2]})
-                run[3] = {"loss": value}
-                log(
-                    run[0],
-                    [{"loss": value, "_step": run[2], "_timestamp": time.time()}],
-                    summary=run[3],
-                    item_id=item_id,
-                )
-                run[1] -= 1
-                run[2] += 1
-                continue
-            del active[item_id]
-            finish(run[0], "finished", exit_code=0, summary=run[3], item_id=item_id)
-            ended += 1
-            finished += 1
-        if time.monotonic() - last_beat > 5:  # the agent's heartbeat, as often as a real one's
-            store.heartbeat(agent, list(active), ttl=ttl)
-            last_beat = time.monotonic()
-        alive = tick(ended)
+    warm = len(ticks)
+    while alive and active and len(ticks) - warm < window:
+        item_id = rng.choice(list(active))
+        run = active[item_id]
+        if run[1] > 0:  # one more history row, as an agent relays a logged step
+            value = loss_of({"s": run[0], "n": run[2]})
+            run[3] = {"loss": value}
+            row = {"loss": value, "_step": run[2], "_timestamp": time.time()}
+            log(run[0], [row], summary=run[3], item_id=item_id)
+            run[1] -= 1
+            run[2] += 1
+            continue
+        del active[item_id]
+        finish(run[0], "finished", exit_code=0, summary=run[3], item_id=item_id)
+        alive = tick(1)
         fill()
-        if not alive and case["method"] == "grid":
-            grid_done = True
     if alive:
-        store.set_sweep_state(sweep.id, "finished", "the benchmark has measured its windows", expect=["running"])
+        store.set_sweep_state(sweep_id, "finished", "the benchmark has measured its window", expect=["running"])
     controller.release()
     store.close()
-    by_window = {}
-    for w in windows:
-        inside = [t for t in ticks if w <= t["finished"] < w + window and t["ended"] == 1]
-        by_window[str(w)] = {
-            "tick_ms": dist([t["ms"] for t in inside]),
-            "suggested_per_tick": dist([t["suggested"] for t in inside]),
-            **{f"{name}_ms_per_tick": dist([t["parts"][name] for t in inside]) for name in parts},
-        }
-    per_suggest = _by_window(clock.ms["suggest"], ticks, windows, window)
+    inside = ticks[warm:]
     return {
-        "finished": finished,
-        "grid_exhausted": grid_done,
-        "windows": by_window,
-        "suggest_ms_by_window": {str(w): dist(per_suggest.get(w, [])) for w in windows},
-        "all_ticks_cpu_s": sum(t["ms"] for t in ticks) / 1000,
-        "ticks": len(ticks),
+        "tick_ms": dist([t["ms"] for t in inside]),
+        "suggested_per_tick": dist([t["suggested"] for t in inside]),
+        **{f"{name}_ms_per_tick": dist([t["parts"][name] for t in inside]) for name in parts},
+        "warmup_tick_ms": ticks[0]["ms"],
         "finish_ms": dist(clock.ms["finish"]),
         "history_ms": dist(clock.ms["history"]),
         "claim_ms": dist(clock.ms["claim"]),
-        "suggest_ms": dist(clock.ms["suggest"]),
         "store": store_sizes(db),
-        "_windows_def": windows,
-        "_window": window,
     }
-
-
-def _by_window(suggest_ms: list[float], ticks: list[dict[str, Any]], windows: list[int], window: int) -> dict:
-    """Suggestion times of the single-end ticks, by the window they fell in (suggestions are timed in order)."""
-    out: dict[int, list[float]] = defaultdict(list)
-    i = 0
-    for t in ticks:
-        got = suggest_ms[i : i + t["suggested"]]
-        i += t["suggested"]
-        for w in windows:
-            if t["ended"] == 1 and w <= t["finished"] < w + window:
-                out[w].extend(got)
-    return out
 
 
 def tune_case(case: dict[str, Any], db: Path, seed: int) -> dict[str, Any]:
@@ -335,8 +342,10 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     case, db = spec["case"], Path(spec["db"])
     load = os.getloadavg()
     t0 = time.process_time()
-    run = tune_case if spec["name"].startswith("tune") else simulate
-    out = run(case, db, spec["seed"])
+    if spec["name"].startswith("tune"):
+        out = tune_case(case, db, spec["seed"])
+    else:
+        out = simulate(case, db, spec["seed"], spec["sweep_id"])
     out.update(
         cpu_s_total=time.process_time() - t0,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -359,52 +368,67 @@ def extract(rev: str, tmp: Path) -> Path:
     return tree
 
 
-def run_child(tree: Path, name: str, case: dict[str, Any], tmp: Path, seed: int) -> dict[str, Any]:
-    db = tmp / f"{tree.name}-{name}.db"
-    spec = {"name": name, "case": case, "db": str(db), "seed": seed}
+def run_child(tree: Path, spec: dict[str, Any]) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(tree), PYTHONWARNINGS="ignore")
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--child", json.dumps(spec)], env=env, capture_output=True, text=True
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"{name} on {tree} failed:\n{proc.stderr[-4000:]}")
-    db.unlink(missing_ok=True)
+        raise RuntimeError(f"{spec['name']} on {tree} failed:\n{proc.stderr[-4000:]}")
+    Path(spec["db"]).unlink(missing_ok=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """Markdown: one row per case, tree and window."""
+def copy_store(src: Path, dst: Path) -> None:
+    """A consistent copy of a SQLite file (the backup API: WAL content included)."""
+    import sqlite3
+
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+
+
+def table(results: dict[str, Any]) -> str:
+    """Markdown: one row per case, finished-run window and tree (trees side by side)."""
     lines = [
-        "| case | tree | finished runs | tick CPU ms p50 / mean / max | of which: read runs / suggest / add_run "
-        "(mean) | finish ms p50 | history row ms p50 | claim ms p50 | store B/run | B/history row | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| case | finished runs | tree | tick CPU ms p50 / mean / max | of which, mean: read runs / suggest / "
+        "add_run | finish / history row / claim ms p50 | peak RSS MB |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, trees in results.items():
-        for label, r in trees.items():
-            s = r["store"]
-            p50 = {k: fmt(r.get(f"{k}_ms", {}).get("p50"), digits=2) for k in ("finish", "history", "claim")}
-            tail = (
-                f"{p50['finish']} | {p50['history']} | {p50['claim']} | {s['bytes_per_run']:.0f} | "
-                f"{s['bytes_per_history_row']:.0f} | {r['peak_rss_mb']:.0f} |"
+        if name.startswith("tune"):
+            continue
+        windows = sorted({w for r in trees.values() for w in r}, key=int)
+        for w in windows:
+            for label, r in sorted(trees.items(), reverse=True):  # before, then after
+                if w not in r:
+                    continue
+                m = r[w]
+                t = m["tick_ms"]
+                parts = " / ".join(
+                    fmt(m[f"{k}_ms_per_tick"].get("mean"), digits=2) for k in ("read", "suggest", "add_run")
+                )
+                ops = " / ".join(fmt(m[f"{k}_ms"].get("p50"), digits=2) for k in ("finish", "history", "claim"))
+                lines.append(
+                    f"| {name} | {w} | {label} | {fmt(t.get('p50'), digits=2)} / {fmt(t.get('mean'), digits=2)} / "
+                    f"{fmt(t.get('max'), digits=1)} | {parts} | {ops} | {m['peak_rss_mb']:.0f} |"
+                )
+    lines += [
+        "",
+        "| case | tree | runs | state | CPU s (ms per run) | ticks | tick CPU ms p50 / mean / max | store: "
+        "file MB, B per run (runs + queue items), B per history row | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, trees in results.items():
+        if not name.startswith("tune"):
+            continue
+        for label, r in sorted(trees.items(), reverse=True):
+            t, st = r["tick_ms"], r["store"]
+            lines.append(
+                f"| {name} | {label} | {r['runs']} | {r['state']} | {r['cpu_s']:.1f} ({r['cpu_ms_per_run']:.2f}) | "
+                f"{r['ticks']} | {fmt(t.get('p50'), digits=2)} / {fmt(t.get('mean'), digits=2)} / "
+                f"{fmt(t.get('max'), digits=1)} | {st['file_bytes'] / 1e6:.1f}, {st['bytes_per_run']:.0f}, "
+                f"{st['bytes_per_history_row']:.0f} | {r['peak_rss_mb']:.0f} |"
             )
-            if name.startswith("tune"):
-                t = r["tick_ms"]
-                lines.append(
-                    f"| {name} | {label} | {r['runs']} runs, {r['ticks']} ticks ({r['cpu_ms_per_run']:.2f} CPU ms/run)"
-                    f" | {fmt(t.get('p50'), digits=2)} / {fmt(t.get('mean'), digits=2)} / {fmt(t.get('max'), digits=1)}"
-                    f" | - | - | - | - | {s['bytes_per_run']:.0f} | {s['bytes_per_history_row']:.0f} | "
-                    f"{r['peak_rss_mb']:.0f} |"
-                )
-                continue
-            for w, stats in r["windows"].items():
-                t = stats["tick_ms"]
-                sug = " / ".join(
-                    fmt(stats[f"{k}_ms_per_tick"].get("mean"), digits=2) for k in ("read", "suggest", "add_run")
-                )
-                lines.append(
-                    f"| {name} | {label} | {w}-{int(w) + r['_window']} | {fmt(t.get('p50'), digits=2)} / "
-                    f"{fmt(t.get('mean'), digits=2)} / {fmt(t.get('max'), digits=1)} | {sug} | " + tail
-                )
     return "\n".join(lines)
 
 
@@ -424,34 +448,50 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cases = SMOKE if args.smoke else {name: CASES[name] for name in args.cases.split(",")}
     base = "none" if args.smoke else args.base
     load, t0 = os.getloadavg(), time.time()
-    results: dict[str, dict[str, dict[str, Any]]] = {}
+    results: dict[str, Any] = {}
+    meta: dict[str, Any] = {"argv": sys.argv if argv is None else argv, "base": base, "machine": machine()}
+
+    def save() -> None:
+        meta.update(load_before=load, load_after=os.getloadavg(), wall_s=time.time() - t0)
+        meta["utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if args.out:  # after every child: a run cut short keeps what it measured
+            args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp_name:
         tmp = Path(tmp_name)
         trees = {"after": ROOT} if base == "none" else {"before": extract(base, tmp), "after": ROOT}
-        jobs = [(name, label) for name in cases for label in trees]
+        jobs: list[tuple[str, str, str | None, dict[str, Any]]] = []  # case, tree, window, child spec
+        for name, case in cases.items():
+            labels = ["after"] if case.get("after_only") else list(trees)
+            if name.startswith("tune"):
+                jobs += [(name, label, None, {"name": name, "case": case, "seed": args.seed}) for label in labels]
+                continue
+            for w in case["windows"]:
+                src = tmp / f"{name}-{w}.db"
+                sweep_id = prefill(case, w, src, args.seed)
+                for label in labels:
+                    db = tmp / f"{label}-{name}-{w}.db"
+                    copy_store(src, db)
+                    spec = {"name": name, "case": case, "seed": args.seed, "sweep_id": sweep_id, "db": str(db)}
+                    jobs.append((name, label, str(w), spec))
+        for name, label, _, spec in jobs:
+            spec.setdefault("db", str(tmp / f"{label}-{name}.db"))
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            futures = {
-                job: pool.submit(run_child, trees[job[1]], job[0], cases[job[0]], tmp, args.seed) for job in jobs
-            }
-            for name, label in jobs:
-                got = results.setdefault(name, {})[label] = futures[name, label].result()
-                print(f"{name} [{label}]: done ({got['cpu_s_total']:.1f} CPU s)", flush=True)
+            futures = {pool.submit(run_child, trees[label], spec): (name, label, w) for name, label, w, spec in jobs}
+            for future in as_completed(futures):
+                name, label, w = futures[future]
+                got = future.result()
+                if w is None:
+                    results.setdefault(name, {})[label] = got
+                else:
+                    results.setdefault(name, {}).setdefault(label, {})[w] = got
+                print(f"{name} [{label}] {w or ''}: done ({got['cpu_s_total']:.1f} CPU s)", flush=True)
+                save()
         shutil.rmtree(tmp, ignore_errors=True)
-    meta = {
-        "argv": sys.argv if argv is None else argv,
-        "base": base,
-        "machine": machine(),
-        "load_before": load,
-        "load_after": os.getloadavg(),
-        "wall_s": time.time() - t0,
-        "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    save()
     print(table(results))
     print(json.dumps(meta))
-    out = {"meta": meta, "results": results}
-    if args.out:
-        args.out.write_text(json.dumps(out, indent=1))
-    return out
+    return {"meta": meta, "results": results}
 
 
 if __name__ == "__main__":
