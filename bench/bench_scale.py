@@ -6,25 +6,26 @@ Usage (from the repository root)::
     .venv/bin/python bench/bench_scale.py --base none          # this checkout only
     .venv/bin/python bench/bench_scale.py --cases sim-random   # some cases only
     .venv/bin/python bench/bench_scale.py --jobs 4             # up to 4 children at once (CPU time is per child)
-    .venv/bin/python bench/bench_scale.py --smoke              # a few hundred runs, this checkout (the tests run it)
+    .venv/bin/python bench/bench_scale.py --smoke              # ~300 runs, this checkout (the test suite runs it)
 
 Every case runs in a child process per source tree (``--base REV`` is extracted with ``git archive``; "after" is
 this checkout as it is on disk; ``PYTHONPATH`` picks the tree), against a fresh SQLite file; the trees of one
 case run back to back (or side by side with ``--jobs``), so both numbers are taken under the same load. Cases:
 
-* ``sim-*`` -- the controller and the store, driven as the drive loop drives them: an agent holds ``workers``
-  claimed runs, each logs 1-3 history rows and finishes, in a random order (a seeded RNG picks the next run to
-  advance), and the controller ticks after every run that ends (a metric report alone ticks it only under
-  Hyperband or a metric target, neither set here). Inside a measuring window (``--windows``: the first
-  ``--window`` ends after ``w`` runs have finished) one run ends per tick: that tick is one *scheduling decision*
-  (settle the ended run, suggest and queue its replacement). Between windows runs end ``--batch`` at a time per
-  tick, which only fast-forwards the sweep to the next window.
-* ``tune-random`` -- the Python entry point: :func:`sweepflow.tune.tune`, ``run_cap`` runs, ``num_workers``
-  at once, an objective yielding 1-3 values; its controller's ticks are timed by a subclass swapped into
-  ``sweepflow.tune`` (the code that runs is the real one).
+* ``sim-*`` -- the controller and the store, driven as the drive loop drives them. For each window ``w`` (the
+  case's ``windows``), a store is first written holding a sweep with ``w`` finished runs (bulk, by this
+  checkout, checked with ``Store.check()``; every tree measures a copy). Then the tree's controller takes it: a
+  warm-up tick fills the ``workers`` slots, an agent claims them, each run logs 1-3 history rows and ends, in a
+  random order (a seeded RNG picks the next run to advance), and the controller ticks after every run that ends
+  (a metric report alone ticks it only under Hyperband or a metric target, neither set here). Each of the
+  ``window`` ticks timed is one *scheduling decision*: see the run that ended, suggest a config, queue it.
+* ``tune-random`` (10k runs, this checkout) and ``tune-random-2k`` (both trees) -- the Python entry point:
+  :func:`sweepflow.tune.tune`, ``run_cap`` runs, ``num_workers`` at once, an objective yielding 1-3 values; its
+  controller's ticks are timed by a subclass swapped into ``sweepflow.tune`` (the code that runs is the real one).
 
 Reported: CPU ms (``time.process_time``: the machine is shared, wall time would measure the neighbours) per tick
-by finished-run window, per suggestion (the searcher's ``suggest``), per run ended (``mark_run_finished``), per
+by finished-run window, and within it reading the runs (``Store.runs`` / ``run_changes`` / ``metric_series``),
+suggesting (the searcher's ``suggest``) and queueing (``add_run``); per run ended (``mark_run_finished``), per
 history row (``append_history``) and per claim (``claim_next`` + ``mark_run_started``); the store's size per run
 and per history row (SQLite's ``dbstat``: pages of each table with its indexes); peak RSS of the child; the load
 average before and after. W&B's bayes is run smaller (its suggestion fits a GP over the runs: O(runs) by design),

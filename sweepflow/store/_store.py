@@ -442,7 +442,7 @@ class Store:
         config = dict(config)
         digest = config_hash(config)
         r = t.runs.c
-        # Each statement costs ~0.3 ms of SQLAlchemy, and a controller queues a run per decision: the duplicate
+        # Each statement costs ~0.2-0.3 ms of SQLAlchemy, and a controller queues a run per decision: the duplicate
         # check and the next number are one statement, and a colliding random id is retried, not looked up first.
         checks = select(
             select(r.id).where(r.sweep_id == sweep_id, r.config_hash == digest).scalar_subquery(),
