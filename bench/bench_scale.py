@@ -84,7 +84,7 @@ CASES: dict[str, dict[str, Any]] = {
 }
 SMOKE: dict[str, dict[str, Any]] = {
     "sim-random": {"method": "random", "workers": 30, "windows": [0, 150], "window": 8},
-    "tune-random": {"method": "random", "workers": 30, "runs": 150},
+    "tune-random": {"method": "random", "workers": 30, "runs": 100},
 }
 
 
@@ -477,7 +477,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     jobs.append((name, label, str(w), spec))
         for name, label, _, spec in jobs:
             spec.setdefault("db", str(tmp / f"{label}-{name}.db"))
-        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        workers = max(3, args.jobs) if args.smoke else max(1, args.jobs)  # the smoke's three children at once
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(run_child, trees[label], spec): (name, label, w) for name, label, w, spec in jobs}
             for future in as_completed(futures):
                 name, label, w = futures[future]
