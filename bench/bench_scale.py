@@ -185,7 +185,7 @@ def prefill(case: dict[str, Any], finished: int, db: Path, seed: int) -> str:
         searcher = searcher_for(load_sweep_config(sweep_config({**case, "method": "random"}, None)), seed)
         configs = [searcher.suggest([]) for _ in range(finished)]  # asked again and again: a new draw each time
     runs, items, rows = [], [], []
-    t = 1_800_000_000.0
+    t = 1_800_000_000.0  # fixed times (2027): they order the prefilled runs; no decision measured depends on them
     for number, config in enumerate(configs[:finished], start=1):
         run_id = f"r{number:07d}"
         history = [loss_of({"c": str(config), "n": step}) for step in range(rng.randint(1, 3))]
