@@ -14,7 +14,9 @@ infrastructure fault does not eat the sweep's ``run_cap``.
 A tick costs what it decides, not what it guards: the lease is renewed and claims are reaped every
 ``lease_ttl * renew_fraction`` (not every tick; at once when the drive loop sees an agent of this machine die),
 and a grid or random sweep keeps ``lookahead`` runs queued beyond its workers, so a freed slot is refilled by an
-agent's claim alone, without waiting for a suggestion.
+agent's claim alone, without waiting for a suggestion. Nor does it cost what the sweep has already done: the
+runs are kept in a :class:`~sweepflow.local.runview.RunView` that reads only the runs that changed, and every
+decision looks at those, the runs in flight, or counts kept beside them (issue 13: ``bench/bench_scale.py``).
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ import numpy as np
 from sweepflow.config import SweepConfig
 from sweepflow.local.processes import owner_is_dead
 from sweepflow.local.reaper import Reaper, lost_with_agent
+from sweepflow.local.runview import RunView
 from sweepflow.local.search import Trial, searcher_for, seed_of_id, stopper_for
 from sweepflow.ranking import lookup, metric_value, reaches
 from sweepflow.settings import DEFAULTS
 from sweepflow.store import (
     DuplicateConfigError,
     LeaseLostError,
+    Run,
     RunCapReachedError,
     RunRefusedError,
     RunState,
@@ -49,8 +53,6 @@ from sweepflow.store import (
 )
 from sweepflow.warm_start import PriorRun
 
-# The states W&B's engine is given: the same names (sweepflow.states is W&B's vocabulary).
-_ENGINE_STATE = {state: state.value for state in RunState}
 _FAILED = (RunState.FAILED, RunState.CRASHED)
 MAX_DUPLICATE_DRAWS = 50  # a random search over a small discrete space runs out of new configs
 # Methods whose next config does not depend on results: queueing one ahead changes nothing but the wait.
@@ -109,6 +111,10 @@ class Controller:
         self._renew_at = self._reap_at = -math.inf  # the first tick does both
         self.reaper = Reaper(store, self.settings.runs_dir)
         self.stop_requests = 0  # Hyperband stops requested so far: a loop tells its agent to look at once
+        self.view = RunView(store, sweep_id)
+        self._lost: dict[str, Run] = {}  # runs lost with their agent, not yet queued again
+        self._unchecked: dict[str, Run] = {}  # runs changed since the metric target was last checked
+        self._prior_trials: list[Trial] | None = None
 
     def _sweep(self) -> Sweep:
         sweep = self.store.get_sweep(self.sweep_id)
@@ -132,18 +138,19 @@ class Controller:
             return True
         if sweep.state is SweepState.PENDING:
             self.store.set_sweep_state(self.sweep_id, SweepState.RUNNING, expect=[SweepState.PENDING], now=now)
-        runs = self.store.runs(self.sweep_id)
-        if self._requeue_lost(runs, now):
-            runs = self.store.runs(self.sweep_id)
-        self.reaper.watch(runs)
-        reason = self._end_reason(sweep, runs)
+        self._refresh()
+        if self._requeue_lost(now):
+            self._refresh()
+        self.reaper.watch(self.view.in_flight.values())
+        reason = self._end_reason(sweep)
         if reason is None:
-            self._apply_hyperband(sweep, runs, now)
-            if not self._fill_slots(sweep, runs, now):
+            self._apply_hyperband(sweep, now)
+            if not self._fill_slots(sweep, now):
                 # Nothing was added, so only `_exhausted` can have changed the verdict: no need to re-read the runs.
                 # (A run added is in flight, and the sweep goes on.)
-                reason = self._end_reason(sweep, runs)
+                reason = self._end_reason(sweep)
         if reason is not None:
+            runs = self.view.runs  # the sweep ends: the one walk over every run, to say how it went
             state, why = self._failures(*reason, runs)
             why += self._metric_note(runs)
             self.store.set_sweep_state(self.sweep_id, state, why, expect=[SweepState.RUNNING], now=now)
@@ -160,7 +167,8 @@ class Controller:
         self.reaper.reap(now)
         self._reap_at = now + self.settings.renew_every
         if self._sweep().state.is_active:
-            self._requeue_lost(self.store.runs(self.sweep_id), now)
+            self._refresh()
+            self._requeue_lost(now)
 
     def release(self) -> None:
         """Give up the lease (a clean exit); the next controller may take over at once."""
@@ -198,20 +206,29 @@ class Controller:
                 raise ControllerLeaseTaken(f"sweep {self.sweep_id} is driven by another controller")
         self._renew_at = now + self.settings.renew_every
 
-    def _requeue_lost(self, runs: list[Any], now: float) -> int:
-        """Queue again, same config, the runs that died with their agent (a bounded number of times each): they
-        do not count against ``run_cap`` (it counts runs, and a re-queued run is the same run)."""
-        requeued = 0
-        for run in runs:
+    def _refresh(self) -> None:
+        """Read the runs that changed; note the ones a decision must look at again."""
+        for run in self.view.refresh():
+            self._unchecked[run.id] = run
             if lost_with_agent(run) and run.attempt <= self.settings.lost_run_retries:
-                try:
-                    self.store.requeue_run(run.id, priority=self.settings.priority, owner=self.owner, now=now)
-                except (RunRefusedError, SweepInactiveError):
-                    continue
-                except LeaseLostError:
-                    self._renew_at = -math.inf
-                    raise ControllerLeaseTaken(f"sweep {self.sweep_id} is driven by another controller") from None
-                requeued += 1
+                self._lost[run.id] = run
+            else:
+                self._lost.pop(run.id, None)
+
+    def _requeue_lost(self, now: float) -> int:
+        """Queue again, same config, the runs that died with their agent (a bounded number of times each): they
+        do not count against ``run_cap`` (it counts runs, and a re-queued run is the same run). A refused one is
+        tried again at the next tick, as long as it stays lost."""
+        requeued = 0
+        for run in sorted(self._lost.values(), key=lambda r: r.number):
+            try:
+                self.store.requeue_run(run.id, priority=self.settings.priority, owner=self.owner, now=now)
+            except (RunRefusedError, SweepInactiveError):
+                continue
+            except LeaseLostError:
+                self._renew_at = -math.inf
+                raise ControllerLeaseTaken(f"sweep {self.sweep_id} is driven by another controller") from None
+            requeued += 1
         return requeued
 
     # -- decisions ------------------------------------------------------------------------------------------
@@ -226,45 +243,51 @@ class Controller:
             for rid, vs in self.store.metric_series(self.sweep_id, metric.name).items()
         }
 
-    def _trials(
-        self, sweep: Sweep, runs: list[Any], histories: dict[str, list[dict[str, Any]]] | None = None
-    ) -> list[Trial]:
-        priors = (PriorRun.model_validate(p) for p in sweep.prior_runs or [])
-        trials = [Trial(f"prior-{i}", p.config, "finished", p.summary, prior=True) for i, p in enumerate(priors)]
-        for run in runs:
-            history = (histories or {}).get(run.id, [])
-            trials.append(Trial(run.id, run.config, _ENGINE_STATE[run.state], run.summary, history))
-        return trials
+    def _trials(self, sweep: Sweep, histories: dict[str, list[dict[str, Any]]] | None = None) -> list[Trial]:
+        """The prior runs then the sweep's runs, as trials; with ``histories``, each with its metric series."""
+        if self._prior_trials is None:  # a sweep's prior runs are fixed when it is created
+            priors = (PriorRun.model_validate(p) for p in sweep.prior_runs or [])
+            self._prior_trials = [
+                Trial(f"prior-{i}", p.config, "finished", p.summary, prior=True) for i, p in enumerate(priors)
+            ]
+        if histories is None:
+            return [*self._prior_trials, *self.view.trials]
+        return [
+            *self._prior_trials,
+            *(Trial(t.id, t.config, t.state, t.summary, histories.get(t.id, [])) for t in self.view.trials),
+        ]
 
-    def _apply_hyperband(self, sweep: Sweep, runs: list[Any], now: float) -> None:
-        running = [r for r in runs if r.state is RunState.RUNNING and r.stop_requested is None]
-        if not self.stopper.enabled or not running or now - self._last_hyperband < self.settings.hyperband_every:
+    def _apply_hyperband(self, sweep: Sweep, now: float) -> None:
+        if not self.stopper.enabled or now - self._last_hyperband < self.settings.hyperband_every:
+            return
+        running = {r.id for r in self.view.running() if r.stop_requested is None}
+        if not running:
             return
         self._last_hyperband = now
-        trials = self._trials(sweep, runs, self._series())
+        trials = self._trials(sweep, self._series())  # Hyperband compares a band's value with every run's
         for run_id, why in self.stopper.to_stop(trials).items():
-            if any(r.id == run_id for r in running):
+            if run_id in running:
                 self.store.request_stop(run_id, why, now=now)
                 self.stop_requests += 1
 
-    def _lookahead(self, runs: list[Any]) -> int:
+    def _lookahead(self) -> int:
         """Runs to keep queued beyond the workers: none for bayes (its next config waits for results), and none
         while the last ended run failed (a failing sweep must not queue a run it will only cancel)."""
         if self.config.method not in LOOKAHEAD_METHODS:
             return 0
-        ended = [r for r in runs if r.state.is_terminal]
-        if ended and max(ended, key=lambda r: (r.ended_at or 0, r.number)).state in _FAILED:
+        last = self.view.last_ended()
+        if last is not None and last.state in _FAILED:
             return 0
         return self.settings.lookahead
 
-    def _fill_slots(self, sweep: Sweep, runs: list[Any], now: float) -> int:
+    def _fill_slots(self, sweep: Sweep, now: float) -> int:
         """Queue runs for the free slots (and the look-ahead); returns how many were added."""
-        in_flight = sum(r.state in (RunState.PENDING, RunState.RUNNING) for r in runs)
-        free = self.config.num_workers + self._lookahead(runs) - in_flight
+        in_flight = len(self.view.in_flight)
+        free = self.config.num_workers + self._lookahead() - in_flight
         if free <= 0 or self._exhausted:
             return 0
-        histories = self._series() if self.config.method == "bayes" else None
-        trials = self._trials(sweep, runs, histories)
+        histories = self._series() if self.config.method == "bayes" else None  # bayes reads every run's metric
+        trials = self._trials(sweep, histories)
         duplicates = added = 0
         while free > 0:
             if sweep.run_cap is not None and len(trials) - len(sweep.prior_runs or []) >= sweep.run_cap:
@@ -324,16 +347,18 @@ class Controller:
             return f"; no run logged a finite value of {metric.name!r} (NaN or infinite)"
         return ""
 
-    def _end_reason(self, sweep: Sweep, runs: list[Any]) -> tuple[SweepState, str] | None:
+    def _end_reason(self, sweep: Sweep) -> tuple[SweepState, str] | None:
         metric = self.config.metric
         if metric is not None and metric.target is not None:
-            for run in runs:
+            # Only runs changed since the last check can have reached it: any other would have ended the sweep.
+            for run in sorted(self._unchecked.values(), key=lambda r: r.number):
                 value = metric_value(run.summary, metric.name)
                 if value is not None and reaches(value, metric.target, metric.goal):
                     return SweepState.FINISHED, f"run {run.id} reached the target {metric.name}={metric.target}"
-        in_flight = any(r.state in (RunState.PENDING, RunState.RUNNING) for r in runs)
-        if in_flight:
+        self._unchecked.clear()
+        if self.view.in_flight:
             return None
+        runs = self.view.runs
         cap = sweep.run_cap
         if cap is not None and len(runs) >= cap:
             return SweepState.FINISHED, f"run_cap {cap} reached"

@@ -135,6 +135,20 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class RunChanges:
+    """What :meth:`Store.run_changes` hands a reader keeping its own copy of a sweep's runs.
+
+    ``runs``: every run that is new or changed since the reader's copy, by number. ``versions`` (the version of
+    each run in flight now; opaque, compared for equality) and ``since`` (the last queue item seen) are what the
+    reader passes back next time.
+    """
+
+    runs: list[Run]
+    versions: dict[str, Any]
+    since: int
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     """The answer to an agent's heartbeat, keyed by the item ids it sent.
 

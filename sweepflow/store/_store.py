@@ -37,7 +37,7 @@ from sweepflow.store._errors import (
     StoreError,
     SweepInactiveError,
 )
-from sweepflow.store._json import config_hash, loads
+from sweepflow.store._json import config_hash, dumps, loads
 from sweepflow.store._records import (
     REQUEUEABLE,
     Agent,
@@ -47,6 +47,7 @@ from sweepflow.store._records import (
     Queue,
     QueueItem,
     Run,
+    RunChanges,
     RunState,
     Sweep,
     SweepState,
@@ -59,6 +60,7 @@ LEASE_EXPIRED_REASON = "agent lost (lease expired)"
 AGENT_STALE_AFTER_S = 60.0
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
+_IN_CHUNK = 500  # ids per ``IN (...)``: well under SQLite's bound on variables in a statement
 _E = TypeVar("_E", SweepState, RunState, ItemState)
 _R = TypeVar("_R", Sweep, Run, QueueItem, Queue, Agent)
 
@@ -439,39 +441,51 @@ class Store:
         now = _now(now)
         config = dict(config)
         digest = config_hash(config)
+        r = t.runs.c
+        # Each statement costs ~0.2-0.3 ms of SQLAlchemy, and a controller queues a run per decision: the duplicate
+        # check and the next number are one statement, and a colliding random id is retried, not looked up first.
+        checks = select(
+            select(r.id).where(r.sweep_id == sweep_id, r.config_hash == digest).scalar_subquery(),
+            select(func.coalesce(func.max(r.number), 0)).where(r.sweep_id == sweep_id).scalar_subquery(),
+        )
         with self._write() as conn:
             sweep = _sweep(self._sweep_row(conn, sweep_id))
             self._check_can_enqueue(sweep, owner, now)
-            duplicate = conn.scalar(
-                select(t.runs.c.id).where(t.runs.c.sweep_id == sweep_id, t.runs.c.config_hash == digest)
-            )
+            duplicate, top = conn.execute(checks).one()
             if duplicate is not None:
                 raise DuplicateConfigError(sweep_id, duplicate)
-            number = (
-                conn.scalar(select(func.coalesce(func.max(t.runs.c.number), 0)).where(t.runs.c.sweep_id == sweep_id))
-                + 1
-            )
+            number = top + 1
             if sweep.run_cap is not None and number > sweep.run_cap:
                 raise RunCapReachedError(sweep_id, sweep.run_cap)
             default_priority = self._ensure_queue_row(conn, queue, now)
-            run_id = self._free_run_id(conn)
-            conn.execute(
-                insert(t.runs).values(
-                    id=run_id,
-                    sweep_id=sweep_id,
-                    number=number,
-                    queue=queue,
-                    config=config,
-                    config_hash=digest,
-                    state=RunState.PENDING.value,
-                    attempt=1,
-                    summary={},
-                    queued_at=now,
-                    search_info=None if search_info is None else dict(search_info),
+            values: dict[str, Any] = {
+                "sweep_id": sweep_id,
+                "number": number,
+                "queue": queue,
+                "config": config,
+                "config_hash": digest,
+                "state": RunState.PENDING.value,
+                "attempt": 1,
+                "summary": {},
+                "queued_at": now,
+                "search_info": None if search_info is None else dict(search_info),
+            }
+            while True:  # we hold the write lock: an id that is free now stays free
+                run_id = new_id()
+                added = conn.execute(
+                    insert(t.runs).values(id=run_id, **values).on_conflict_do_nothing(index_elements=["id"])
                 )
-            )
+                if added.rowcount == 1:
+                    break
             self._enqueue(conn, queue, run_id, default_priority if priority is None else priority, now)
-            return _run(self._run_row(conn, run_id))
+        # The row as a read would return it (JSON columns round-trip through their text), without reading it.
+        stored = {
+            **values,
+            "state": RunState.PENDING,
+            "config": loads(dumps(config)),
+            "search_info": loads(dumps(values["search_info"])),
+        }
+        return Run(id=run_id, **{f.name: stored.get(f.name) for f in fields(Run) if f.name != "id"})
 
     def requeue_run(
         self,
@@ -527,13 +541,6 @@ class Store:
             raise LeaseLostError(f"{owner} does not hold the controller lease of sweep {sweep.id}.")
 
     @staticmethod
-    def _free_run_id(conn: Connection) -> str:
-        while True:  # we hold the write lock, so "not there now" means "free"
-            run_id = new_id()
-            if conn.scalar(select(t.runs.c.id).where(t.runs.c.id == run_id)) is None:
-                return run_id
-
-    @staticmethod
     def _enqueue(conn: Connection, queue: str, run_id: str, priority: int | str, now: float) -> None:
         conn.execute(
             insert(t.queue_items).values(
@@ -564,6 +571,51 @@ class Store:
             query = query.where(t.runs.c.state.in_([_enum(RunState, s).value for s in states]))
         with self._read() as conn:
             return [_run(row) for row in conn.execute(query)]
+
+    def run_changes(self, sweep_id: str, *, since: int | None, versions: Mapping[str, Any]) -> RunChanges:
+        """The runs a reader holding a copy of the sweep's runs must read again, given what its last call returned
+        (``since`` and ``versions``; ``None`` and ``{}`` the first time, which reads every run): every run queued
+        since (new, or queued again), every run in flight whose version changed, and every run that was in flight
+        and is no more.
+
+        A reader who reads every run each time pays for every finished run on every read; this costs what
+        changed plus one narrow row per run in flight. It relies on which runs can change: every write to a run
+        happens while it is pending or running, except :meth:`requeue_run`, which gives the run a new queue
+        item, as :meth:`add_run` does; items are numbered in commit order (AUTOINCREMENT under the write lock),
+        so the items above ``since`` name every run queued since. (:meth:`append_history` without ``item_id``
+        could still change an ended run's summary; nothing in sweepflow calls it so for an ended run.) A run's
+        version is the columns those writes touch, the summary as its stored text: compared, not decoded.
+        """
+        r, items = t.runs.c, t.queue_items.c
+        version_cols = (
+            r.id,
+            r.state,
+            r.attempt,
+            r.stop_requested,
+            r.exit_code,
+            r.agent_id,
+            type_coerce(r.summary, Text),
+        )
+        live = [RunState.PENDING.value, RunState.RUNNING.value]
+        with self._read() as conn:
+            top = conn.scalar(select(func.coalesce(func.max(items.id), 0)))
+            found: dict[str, Run] = {}
+            if since is None:  # a first read: every run
+                found = {run.id: run for run in map(_run, conn.execute(select(t.runs).where(r.sweep_id == sweep_id)))}
+                stale: set[str] = set()
+            else:  # the items above `since` (a range of the primary key; joined to runs, SQLite would walk the runs)
+                stale = set(conn.scalars(select(items.run_id).where(items.id > since, items.id <= top)))
+            now_live = {
+                row[0]: tuple(row[1:])
+                for row in conn.execute(select(*version_cols).where(r.sweep_id == sweep_id, r.state.in_(live))).all()
+            }
+            stale.update(run_id for run_id, version in now_live.items() if versions.get(run_id) != version)
+            stale.update(run_id for run_id in versions if run_id not in now_live)  # ended since
+            ids = sorted(stale - found.keys())
+            for i in range(0, len(ids), _IN_CHUNK):
+                chunk = select(t.runs).where(r.id.in_(ids[i : i + _IN_CHUNK]), r.sweep_id == sweep_id)
+                found.update((run.id, run) for run in map(_run, conn.execute(chunk)))
+        return RunChanges(sorted(found.values(), key=lambda run: run.number), now_live, top)
 
     def counts(self, sweep_id: str) -> dict[RunState, int]:
         """Runs of the sweep per state; every state is present, zeros included."""
@@ -801,15 +853,20 @@ class Store:
 
     @staticmethod
     def _ensure_queue_row(conn: Connection, name: str, now: float) -> int:
-        """Create the queue with defaults if missing; return its default priority."""
+        """Create the queue with defaults if missing; return its default priority. (Called under the write lock,
+        so "missing now" still holds at the insert; the queue almost always exists: one statement, not two.)"""
         if not name:
             raise StoreError("a queue needs a non-empty name.")
+        priority = select(t.queues.c.priority).where(t.queues.c.name == name)
+        found = conn.scalar(priority)
+        if found is not None:
+            return found
         conn.execute(
             insert(t.queues)
             .values(name=name, priority=0, cost_per_hour=None, resource_args={}, created_at=now)
             .on_conflict_do_nothing()
         )
-        return conn.scalar(select(t.queues.c.priority).where(t.queues.c.name == name))
+        return conn.scalar(priority)
 
     def get_queue(self, name: str) -> Queue | None:
         with self._read() as conn:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.benches import BENCH, load_bench
@@ -31,3 +32,17 @@ def test_hyperband_bench_compares_the_same_configs_with_and_without_the_stopper(
     assert seed["same_configs"] and seed["no_stopping"]["epochs"] == 3 * 9
     assert seed["hyperband"]["runs"] == 3 and seed["hyperband"]["epochs"] <= seed["no_stopping"]["epochs"]
     assert seed["hyperband"]["best_val_loss"] >= seed["no_stopping"]["best_val_loss"] > 0
+
+
+def test_scale_bench_times_single_decision_ticks_and_a_tuned_sweep(tmp_path: Path) -> None:
+    result = load_bench("bench_scale").main(["--smoke", "--out", str(tmp_path / "scale.json")])["results"]
+    sim, tuned = result["sim-random"]["after"], result["tune-random"]["after"]
+    assert set(sim) == {"0", "150"}  # a store prefilled with that many finished runs, per window
+    for window in sim.values():  # each measured tick ended one run and queued its replacement
+        assert window["sweepflow_path"] == str(BENCH.parent / "sweepflow")  # it measured this checkout
+        assert window["tick_ms"]["n"] == 8 and window["suggested_per_tick"]["min"] == 1
+        assert window["add_run_ms_per_tick"]["min"] > 0 and window["read_ms_per_tick"]["min"] > 0
+    assert sim["150"]["store"]["runs"] > 150 and sim["150"]["store"]["bytes_per_history_row"] > 0
+    assert (tuned["state"], tuned["runs"]) == ("finished", 100) and tuned["ticks"] > 0
+    assert tuned["store"]["history_rows"] >= 100 and tuned["peak_rss_mb"] > 0
+    assert json.loads((tmp_path / "scale.json").read_text())["results"].keys() == {"sim-random", "tune-random"}

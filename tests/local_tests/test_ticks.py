@@ -4,6 +4,7 @@ no sleeps). The backend tests run the same rules on real subprocess sweeps."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -259,3 +260,26 @@ def test_the_agent_reads_and_validates_each_sweep_config_once(store: Store, runs
         agent.tick(now, claim=False)
         store.get_sweep = get_sweep  # type: ignore[method-assign]
     assert len(runs.by_id) == 3 and reads == [sweep.id]
+
+
+def test_the_metric_target_ends_the_sweep_when_a_running_run_reaches_it() -> None:
+    # The controller checks the target on the runs that changed since its last tick only (a run that reached it
+    # earlier would have ended the sweep then); here the target is reached mid-run, on a run's second row.
+    from sweepflow.tune import tune
+
+    def two_rows(config: dict) -> Iterator[float]:
+        yield 1.0
+        yield config["x"]
+
+    config = {
+        "method": "grid",
+        "metric": {"name": "loss", "goal": "minimize", "target": 0.25},
+        "parameters": {"x": {"values": [0.9, 0.8, 0.2, 0.1, 0.7]}},
+        "scheduler": {"num_workers": 1},
+    }
+    result = tune(config, two_rows)
+    [hit] = [r for r in result.runs if r.config["x"] == 0.2]
+    assert result.state == "finished" and result.reason == f"run {hit.id} reached the target loss=0.25"
+    assert hit.state is RunState.FINISHED and not any(
+        r.config["x"] == 0.1 and r.state is RunState.FINISHED for r in result.runs
+    )

@@ -93,6 +93,40 @@ def test_lean_bayes_suggests_exactly_what_whole_histories_give(goal, impute, whi
     assert all(len(r.history) <= 3 and set(r.summary_metrics) <= {"loss"} for r in lean)
 
 
+def test_random_draws_exactly_what_the_engine_draws_from_the_space_validated_once() -> None:
+    # The searcher validates the space once and samples it as sweeps' random search does on every call; every
+    # kind of parameter (nested ones and constants included), over many suggestions and retries, must match.
+    config = load_sweep_config(
+        {
+            "method": "random",
+            "parameters": {
+                "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
+                "x": {"min": -1.0, "max": 1.0},
+                "n": {"distribution": "int_uniform", "min": 1, "max": 9},
+                "q": {"distribution": "q_uniform", "min": 0, "max": 1, "q": 0.25},
+                "g": {"distribution": "normal", "mu": 0, "sigma": 2},
+                "opt": {"values": ["adam", "sgd"], "probabilities": [0.3, 0.7]},
+                "act": {"values": ["relu", "tanh"]},
+                "const": {"value": 7},
+                "net": {"parameters": {"width": {"values": [8, 16]}, "drop": {"min": 0.0, "max": 0.5}}},
+            },
+        }
+    )
+    import sweeps
+
+    searcher = SweepsSearcher(config, seed=3)
+    trials: list[Trial] = []
+    for i in range(60):
+        ours = searcher.suggest(trials)
+        n, attempt = searcher._last_draw
+        with seeded(derived_seed(3, n, attempt)):
+            theirs = sweeps.next_run(config.engine_config(), [sweep_run(t) for t in trials])
+        assert ours == {k: v["value"] for k, v in theirs.config.items()}
+        assert ours["const"] == 7 and set(ours["net"]) == {"width", "drop"}
+        if i % 5 != 4:  # every fifth draw is asked again, as after a duplicate the store refused
+            trials.append(Trial(str(i), ours, "finished"))
+
+
 def _sequence(config: dict, seed: int, n: int, restart_at: int | None = None) -> list[dict]:
     cfg = load_sweep_config(config)
     searcher = searcher_for(cfg, seed)

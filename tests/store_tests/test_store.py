@@ -551,3 +551,61 @@ def test_record_exit_marks_a_run_that_ended_on_its_own_until_its_outcome_is_reco
     run = store.get_run(claim.run.id)
     assert (run.state, run.exit_code) == (RunState.RUNNING, 0)  # still the agent's to record
     assert not store.record_exit(claim.run.id, 0, item_id=claim.item.id + 1)  # another claim's word is ignored
+
+
+def test_run_changes_reads_new_runs_those_in_flight_that_changed_and_those_that_ended(store: Store) -> None:
+    sweep = _sweep(store)
+    other = _sweep(store, key="other")
+    first = store.run_changes(sweep.id, since=None, versions={})
+    assert first.runs == [] and first.versions == {}
+    a, b, c = (store.add_run(sweep.id, {"x": i}, queue="q", now=T0) for i in range(3))
+    store.add_run(other.id, {"x": 0}, queue="q", now=T0)  # another sweep's run is not this sweep's change
+    seen = store.run_changes(sweep.id, since=first.since, versions=first.versions)
+    assert [r.id for r in seen.runs] == [a.id, b.id, c.id] and set(seen.versions) == {a.id, b.id, c.id}
+    assert store.run_changes(sweep.id, since=seen.since, versions=seen.versions).runs == []  # nothing changed
+    claim = store.claim_next("q", "a1", lease_ttl=30, now=T0)
+    assert claim is not None and claim.run.id == a.id
+    store.mark_run_started(a.id, "a1", item_id=claim.item.id, now=T0)
+    store.append_history(a.id, [{"_step": 0, "loss": 1.0}], summary={"loss": 1.0}, item_id=claim.item.id)
+    store.request_stop(b.id, "not needed", now=T0)  # pending: it ends killed
+    d = store.add_run(sweep.id, {"x": 3}, queue="q", now=T0)
+    changed = store.run_changes(sweep.id, since=seen.since, versions=seen.versions)
+    assert [(r.id, r.state, r.summary) for r in changed.runs] == [
+        (a.id, RunState.RUNNING, {"loss": 1.0}),
+        (b.id, RunState.KILLED, {}),
+        (d.id, RunState.PENDING, {}),
+    ]
+    assert set(changed.versions) == {a.id, c.id, d.id}
+    # An ended run is written again only when it is queued again (a new queue item): then it is read, even if it
+    # ended once more before the reader looked.
+    store.mark_run_finished(a.id, "crashed", stop_reason="agent lost", item_id=claim.item.id, now=T0 + 1)
+    ended = store.run_changes(sweep.id, since=changed.since, versions=changed.versions)
+    assert [(r.id, r.state) for r in ended.runs] == [(a.id, RunState.CRASHED)]
+    store.requeue_run(a.id, now=T0 + 2)
+    store.request_stop(a.id, "not needed", now=T0 + 2)
+    again = store.run_changes(sweep.id, since=ended.since, versions=ended.versions)
+    assert [(r.id, r.state, r.attempt) for r in again.runs] == [(a.id, RunState.KILLED, 2)]
+    # The sweep's end kills its pending runs in one transaction: each is read once more, then never again.
+    store.set_sweep_state(sweep.id, SweepState.FINISHED, now=T0 + 3)
+    last = store.run_changes(sweep.id, since=again.since, versions=again.versions)
+    assert [r.id for r in last.runs] == [c.id, d.id] and last.versions == {}
+    assert all(r.state is RunState.KILLED for r in last.runs)
+    assert store.run_changes(sweep.id, since=last.since, versions=last.versions).runs == []
+
+
+def test_add_run_returns_the_run_exactly_as_a_read_returns_it(store: Store) -> None:
+    # add_run builds its answer from what it wrote instead of reading the row back: the two must not differ.
+    sweep = _sweep(store)
+    config = {"x": np.float64(0.5), "t": (1, 2), "nested": {"a": [1, {"b": None}]}, "s": "é"}
+    run = store.add_run(sweep.id, config, queue="q", search_info={"ei": np.float32(0.25)}, now=T0)
+    read = store.get_run(run.id)
+    assert dataclasses.asdict(run) == dataclasses.asdict(read)
+    assert [type(getattr(run, f.name)) for f in dataclasses.fields(run)] == [
+        type(getattr(read, f.name)) for f in dataclasses.fields(read)
+    ]
+    assert run.state is RunState.PENDING and run.config == {
+        "x": 0.5,
+        "t": [1, 2],
+        "nested": {"a": [1, {"b": None}]},
+        "s": "é",
+    }

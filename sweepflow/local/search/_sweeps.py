@@ -11,6 +11,11 @@ So each run reaches it as at most three history rows (min, max, last of the vali
 summary, and the :class:`SweepRun` built from that is cached while the run does not change (its state, history
 length and summary value). The suggestions are
 identical to the unmodified engine's given whole histories (``tests/search_tests/test_sweeps_engine.py``).
+
+random reads no run at all, and the engine re-validates the whole parameter space (jsonschema, ~2 ms) on every
+call: here it is validated once and sampled as ``sweeps.random_search_next_runs`` samples it, so a random
+suggestion costs neither that nor a walk over the runs (issue 13: ``bench/bench_scale.py``). Same draws, same
+configs (tested against the engine).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ with warnings.catch_warnings():  # sweeps' pydantic config emits a v1-style depr
     warnings.simplefilter("ignore")
     import sweeps
     from sweeps import RunState, SweepRun
+    from sweeps.params import HyperParameterSet
     from sweeps.run import is_number
 
 
@@ -118,6 +124,8 @@ class SweepsSearcher(Searcher):
         # grid and random never read metrics: their runs need only configs.
         self._metric = config.metric.name if config.metric and config.method == "bayes" else None
         self._runs: dict[str, tuple[tuple[Any, ...], SweepRun]] = {}
+        # random: the space, validated once (what random_search_next_runs builds on every call)
+        self._space = HyperParameterSet.from_config(self._config["parameters"]) if config.method == "random" else None
         self.last_info: dict[str, Any] | None = None  # the engine's search_info (bayes: EI, prediction)
 
     def engine_runs(self, trials: Sequence[Trial]) -> list[SweepRun]:
@@ -136,6 +144,9 @@ class SweepsSearcher(Searcher):
         return out
 
     def suggest(self, trials: Sequence[Trial]) -> dict[str, Any] | None:
+        if self._space is not None:
+            with seeded(self._suggestion_seed(trials)):
+                return {k: to_json(v["value"]) for k, v in self._random_config().items()}
         runs = self.engine_runs(trials)
         with seeded(self._suggestion_seed(trials)):
             run = sweeps.next_run(self._config, runs)
@@ -143,6 +154,13 @@ class SweepsSearcher(Searcher):
             return None
         self.last_info = to_json(run.search_info) if run.search_info else None
         return {k: to_json(v["value"]) for k, v in run.config.items()}
+
+    def _random_config(self) -> dict[str, Any]:
+        """One draw of ``sweeps.random_search_next_runs`` (the engine's loop, on the space validated once)."""
+        assert self._space is not None
+        for param in self._space:
+            param.value = param.sample()
+        return self._space.to_config()
 
 
 class HyperbandStopper(Stopper):
