@@ -112,7 +112,7 @@ class Controller:
         self.reaper = Reaper(store, self.settings.runs_dir)
         self.stop_requests = 0  # Hyperband stops requested so far: a loop tells its agent to look at once
         self.view = RunView(store, sweep_id)
-        self._lost: dict[str, Run] = {}  # runs lost with their agent, not yet queued again
+        self._lost: dict[str, Run] = {}  # runs lost with their agent (or preempted), not yet queued again
         self._unchecked: dict[str, Run] = {}  # runs changed since the metric target was last checked
         self._prior_trials: list[Trial] | None = None
 
@@ -210,7 +210,8 @@ class Controller:
         """Read the runs that changed; note the ones a decision must look at again."""
         for run in self.view.refresh():
             self._unchecked[run.id] = run
-            if lost_with_agent(run) and run.attempt <= self.settings.lost_run_retries:
+            again = lost_with_agent(run) or run.state is RunState.PREEMPTED  # W&B re-queues a preempted run too
+            if again and run.attempt <= self.settings.lost_run_retries:
                 self._lost[run.id] = run
             else:
                 self._lost.pop(run.id, None)

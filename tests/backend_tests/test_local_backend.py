@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import itertools
 import json
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,20 @@ def test_a_sweep_whose_runs_all_failed_ends_failed_and_says_why(backend: LocalBa
     assert [r.state for r in runs] == ["failed", "failed"]
     assert status.state == "failed" and status.reason.startswith("every run failed or crashed: run_cap 2 reached")
     assert f"2 of 2 runs failed or crashed (run {runs[0].id}: exit code 1; see " in status.reason
+
+
+def test_a_preempted_run_runs_again_with_the_same_id_and_config(backend: LocalBackend, tmp_path) -> None:
+    """W&B re-queues a run that called ``mark_preempting()`` and ended non-zero (its agent gets a ``resume``): here
+    too, and it does not count twice against ``run_cap``."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "preempted.py"
+    config = curve_config(
+        program=str(script),
+        run_cap=2,
+        parameters={"quality": {"values": [0.5, 1.5]}, "marker_dir": {"value": str(tmp_path)}},
+        method="grid",
+    )
+    sweep_id, _ = _finish(backend, config)
+    runs = backend.store.runs(sweep_id)
+    assert [(r.state.value, r.attempt) for r in runs] == [("finished", 2), ("finished", 2)]
+    assert sorted(r.config["quality"] for r in runs) == [0.5, 1.5]
+    assert backend.status(sweep_id).state == "finished"
