@@ -4,6 +4,7 @@
         --plot bench/search_quality.png
     python bench/bench_search.py quality --problems digits --seeds 5 --out bench/search_quality_digits.json \
         --plot bench/search_quality_digits.png
+    python bench/bench_search.py report --from bench/search_quality.json --plot bench/search_quality.png
     python bench/bench_search.py latency --out bench/search_latency.json
     python bench/bench_search.py quality --smoke    # tests/local_tests/test_bench_smoke.py
 
@@ -140,7 +141,7 @@ def run_arm(problem: str, arm: str, seed: int, trials: int) -> list[float]:
     return values
 
 
-def quality(problems: list[str], arms: list[str], seeds: int, trials: int, out: Path | None) -> dict[str, Any]:
+def quality(problems: list[str], arms: list[str], seeds: range, trials: int, out: Path | None) -> dict[str, Any]:
     """Best-so-far curves of every arm and seed, and their regret summary (see :func:`summarize`).
 
     A sweep may end before its run_cap when its engine proposes only configs already run (a converged GP: the
@@ -153,7 +154,7 @@ def quality(problems: list[str], arms: list[str], seeds: int, trials: int, out: 
         for arm in arms:
             key, t0 = f"{problem}/{arm}", time.process_time()
             runs = []
-            for seed in range(seeds):
+            for seed in seeds:
                 values = run_arm(problem, arm, seed, trials)
                 if len(values) < trials:
                     short.setdefault(key, []).append(len(values))
@@ -224,7 +225,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
             if key == "reference" or not key.startswith(problem + "/"):
                 continue
             x = np.arange(1, len(s["median"]) + 1)
-            line = ax.plot(x, s["median"], label=key.split("/")[1], lw=1.5)[0]
+            arm = key.split("/")[1]
+            line = ax.plot(x, s["median"], label=arm, lw=1.5, ls="--" if arm in SINGLE else "-")[0]
             ax.fill_between(x, s["q1"], s["q3"], color=line.get_color(), alpha=0.12)
         ax.set_yscale("log")
         ax.set_title(f"{problem}: regret, median and IQR over seeds")
@@ -302,8 +304,9 @@ def latency(sizes: list[int], repeat: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["quality", "latency"])
+    parser.add_argument("what", choices=["quality", "latency", "report"])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0, help="quality: seeds first-seed .. first-seed+seeds-1")
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--problems", default="branin,hartmann6")
     parser.add_argument("--arms", default=",".join(ARMS))
@@ -312,13 +315,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--smoke", action="store_true", help="quality: 1 seed, 3 trials, 2 arms without torch")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--plot", type=Path)
+    parser.add_argument("--from", dest="source", type=Path, help="report: the JSON a quality run wrote")
     args = parser.parse_args(argv)
+    if args.what == "report":  # the table and plot again, from a saved run
+        saved = json.loads(args.source.read_text())["result"]
+        trials = len(next(iter(saved["curves"].values()))[0])
+        print(table(saved["summary"], saved["short"], tuple(n for n in (10, 20, 40) if n <= trials)))
+        if args.plot:
+            plot(saved["summary"], args.plot)
+        return saved
     if args.smoke:
         args.seeds, args.trials, args.problems, args.arms = 1, 3, "branin,digits", "wandb-random,qmc-tpe"
     load = os.getloadavg()
     t0 = time.time()
     if args.what == "quality":
-        result = quality(args.problems.split(","), args.arms.split(","), args.seeds, args.trials, args.out)
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        result = quality(args.problems.split(","), args.arms.split(","), seeds, args.trials, args.out)
         at = tuple(n for n in (10, 20, 40) if n <= args.trials) or (args.trials,)
         print(table(result["summary"], result["short"], at))
         if args.plot:
