@@ -5,6 +5,7 @@
     python bench/bench_search.py quality --problems digits --seeds 5 --out bench/search_quality_digits.json \
         --plot bench/search_quality_digits.png
     python bench/bench_search.py report --from bench/search_quality.json --plot bench/search_quality.png
+    python bench/bench_search.py report --from a.json --from b.json    # seeds of both runs pooled
     python bench/bench_search.py latency --out bench/search_latency.json
     python bench/bench_search.py quality --smoke    # tests/local_tests/test_bench_smoke.py
 
@@ -179,7 +180,7 @@ def summarize(curves: dict[str, list[list[float]]], cpu: dict[str, float]) -> di
         problem = key.split("/")[0]
         regret = np.array(runs) - optimum.get(problem, found[problem])
         q1, q2, q3 = np.percentile(regret, [25, 50, 75], axis=0)
-        out[key] = {"median": q2.tolist(), "q1": q1.tolist(), "q3": q3.tolist(), "cpu_s": cpu[key]}
+        out[key] = {"median": q2.tolist(), "q1": q1.tolist(), "q3": q3.tolist(), "cpu_s": cpu[key], "seeds": len(runs)}
     out["reference"] = {p: optimum.get(p, found[p]) for p in found}
     return out
 
@@ -187,8 +188,8 @@ def summarize(curves: dict[str, list[list[float]]], cpu: dict[str, float]) -> di
 def table(summary: dict[str, Any], short: dict[str, list[int]], at: tuple[int, ...] = (10, 20, 40)) -> str:
     """The markdown table of RESULTS.md: median [q1, q3] regret after ``at`` trials (the best at the last in
     bold), and the seeds whose sweep ended early, with their run counts."""
-    head = "| problem | arm | " + " | ".join(f"after {n}" for n in at) + " | ended early (runs) | CPU s |"
-    rows = [head, "|---" * (len(at) + 4) + "|"]
+    head = "| problem | arm | seeds | " + " | ".join(f"after {n}" for n in at) + " | ended early (runs) | CPU s |"
+    rows = [head, "|---" * (len(at) + 5) + "|"]
     keys = [k for k in summary if k != "reference"]
     last = at[-1]
     best = {}
@@ -207,7 +208,7 @@ def table(summary: dict[str, Any], short: dict[str, list[int]], at: tuple[int, .
             med = f"**{med}**" if n == last and s["median"][n - 1] == best[p] else med
             cells.append(f"{med} [{s['q1'][n - 1]:.3g}, {s['q3'][n - 1]:.3g}]")
         early = ", ".join(map(str, short.get(key, []))) or "-"
-        rows.append(f"| {p} | {arm} | " + " | ".join(cells) + f" | {early} | {s['cpu_s']:.0f} |")
+        rows.append(f"| {p} | {arm} | {s['seeds']} | " + " | ".join(cells) + f" | {early} | {s['cpu_s']:.0f} |")
     return "\n".join(rows)
 
 
@@ -315,17 +316,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--smoke", action="store_true", help="quality: 1 seed, 3 trials, 2 arms without torch")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--plot", type=Path)
-    parser.add_argument("--from", dest="source", type=Path, help="report: the JSON a quality run wrote")
+    parser.add_argument("--from", dest="source", type=Path, action="append", help="report: JSON of quality runs")
     args = parser.parse_args(argv)
-    if args.what == "report":  # the table and plot again, from a saved run
-        saved = json.loads(args.source.read_text())["result"]
-        trials = len(next(iter(saved["curves"].values()))[0])
-        print(table(saved["summary"], saved["short"], tuple(n for n in (10, 20, 40) if n <= trials)))
+    if args.what == "report":  # the table and plot again from saved runs; the seeds of several files pooled
+        curves: dict[str, list] = {}
+        cpu: dict[str, float] = {}
+        short: dict[str, list[int]] = {}
+        for source in args.source:
+            saved = json.loads(source.read_text())["result"]
+            for key, runs in saved["curves"].items():
+                curves.setdefault(key, []).extend(runs)
+                cpu[key] = cpu.get(key, 0.0) + saved["cpu_s"][key]
+                short.setdefault(key, []).extend(saved["short"].get(key, []))
+        summary = summarize(curves, cpu)
+        trials = len(next(iter(curves.values()))[0])
+        print(table(summary, short, tuple(n for n in (10, 20, 40) if n <= trials)))
         if args.plot:
-            plot(saved["summary"], args.plot)
-        return saved
-    if args.smoke:
-        args.seeds, args.trials, args.problems, args.arms = 1, 3, "branin,digits", "wandb-random,qmc-tpe"
+            plot(summary, args.plot)
+        return {"curves": curves, "summary": summary}
     load = os.getloadavg()
     t0 = time.time()
     if args.what == "quality":
