@@ -318,6 +318,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--from", dest="source", type=Path, action="append", help="report: JSON of quality runs")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.seeds, args.trials, args.problems, args.arms = 1, 3, "branin,digits", "wandb-random,qmc-tpe"
     if args.what == "report":  # the table and plot again from saved runs; the seeds of several files pooled
         curves: dict[str, list] = {}
         cpu: dict[str, float] = {}
