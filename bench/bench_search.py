@@ -1,12 +1,21 @@
 """Search quality and suggestion latency of the local engines, side by side in one process.
 
-    python bench/bench_search.py quality --seeds 10 --trials 40 --out bench/search_quality.json
+    python bench/bench_search.py quality --seeds 10 --trials 40 --out bench/search_quality.json \
+        --plot bench/search_quality.png
+    python bench/bench_search.py quality --problems digits --seeds 5 --out bench/search_quality_digits.json \
+        --plot bench/search_quality_digits.png
+    python bench/bench_search.py report --from bench/search_quality.json --plot bench/search_quality.png
+    python bench/bench_search.py report --from a.json --from b.json    # seeds of both runs pooled
     python bench/bench_search.py latency --out bench/search_latency.json
+    python bench/bench_search.py quality --smoke    # tests/local_tests/test_bench_smoke.py
 
-quality: best-found regret on Branin and Hartmann6 (closed form, known optima) after 10 / 20 / 40 trials, median
-and IQR over seeds, for W&B random, W&B bayes, Optuna TPE, Optuna GP and a staged pipeline with the same budget
-(QMC coarse stage, then GP warm-started from it). Engines are driven through sweepflow's searchers (seeded as a
-sweep is), one trial at a time, as with ``num_workers: 1``.
+quality: best-found regret after 10 / 20 / 40 trials, median and IQR over seeds, on Branin and Hartmann6 (closed
+form, known optima) and the digits MLP (the training loop of ``examples/train_digits.py``, in process; no known
+optimum, so its regret is against the best validation loss any arm found on any seed). Every arm is a pipeline
+spec run by :func:`sweepflow.tune.tune_pipeline` (plan, derive, warm start, store: the real pipeline path) with
+the same total budget, one trial at a time: the single samplers (W&B random and bayes, Optuna TPE and GP) as a
+one-stage pipeline, the named strategies of :mod:`sweepflow.config.strategies` as ``strategy: NAME``, and a few
+variants of them (other explore sizes), registered here under their own names so they take the same path.
 
 latency: CPU ms per suggestion against N prior finished runs with short (1 row) or 1000-row histories: W&B bayes fed
 lean (what the controller does now) beside W&B's unmodified engine given whole histories, and Optuna's samplers.
@@ -23,6 +32,7 @@ import statistics
 import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 warnings.filterwarnings("ignore")
 
 from sweepflow.config import load_sweep_config  # noqa: E402
+from sweepflow.config.strategies import STRATEGIES  # noqa: E402
 from sweepflow.local.search import Trial, searcher_for  # noqa: E402
 from sweepflow.local.search._sweeps import seeded, sweep_run  # noqa: E402
+from sweepflow.store import get_store  # noqa: E402
+from sweepflow.tune import tune_pipeline  # noqa: E402
 
 OPTUNA_JOB = "wandb/sweep-jobs/job-optuna-sweep-scheduler:latest"
 
@@ -75,6 +88,7 @@ PROBLEMS = {
 
 
 def _config(space: dict[str, tuple[float, float]], engine: str) -> dict[str, Any]:
+    """The sweep config of ``engine`` (``wandb-<method>`` or ``optuna-<sampler>``) over ``space``."""
     params = {k: {"min": lo, "max": hi} for k, (lo, hi) in space.items()}
     base: dict[str, Any] = {"metric": {"name": "loss", "goal": "minimize"}, "parameters": params}
     if engine.startswith("wandb-"):
@@ -83,54 +97,145 @@ def _config(space: dict[str, tuple[float, float]], engine: str) -> dict[str, Any
     return {**base, "scheduler": {"job": OPTUNA_JOB, "settings": {"sampler": {"type": sampler}}}}
 
 
-def _search(problem: str, engine: str, seed: int, trials: int, priors: list[Trial] = ()) -> list[float]:
+def _digits() -> tuple[Any, dict[str, Any]]:
+    """The digits MLP of ``examples/train_digits.py`` (bench_hyperband's in-process copy of its loop), 10 epochs."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_hyperband import SPACE, digits_mlp
+
+    def loss(config: dict[str, Any]) -> float:
+        return [row["val_loss"] for row in digits_mlp({**config, "epochs": DIGITS_EPOCHS})][-1]
+
+    return loss, SPACE
+
+
+DIGITS_EPOCHS = 10
+SINGLE = ["wandb-random", "wandb-bayes", "optuna-tpe", "optuna-gp"]
+# Variants measured beside the shipped strategies (not shipped): the explore stage's size.
+VARIANTS = {
+    "qmc6-gp": replace(STRATEGIES["qmc-gp"], explore_share=6 / 40),
+    "qmc12-gp": replace(STRATEGIES["qmc-gp"], explore_share=12 / 40),
+}
+ARMS = [*SINGLE, *STRATEGIES, *VARIANTS]
+
+
+def _space(problem: str) -> tuple[Any, dict[str, Any]]:
+    if problem == "digits":
+        return _digits()
     fn, space, _ = PROBLEMS[problem]
-    searcher = searcher_for(load_sweep_config(_config(space, engine)), seed)
-    done: list[Trial] = list(priors)
-    values = []
-    for i in range(trials):
-        config = searcher.suggest(done)
-        value = fn(config)
-        values.append(value)
-        done.append(Trial(f"{engine}-{i}", config, "finished", {"loss": value}, [{"loss": value}]))
+    return fn, {k: {"min": lo, "max": hi} for k, (lo, hi) in space.items()}
+
+
+def run_arm(problem: str, arm: str, seed: int, trials: int) -> list[float]:
+    """The objective's values in the order the arm's pipeline ran them (stage after stage)."""
+    fn, params = _space(problem)
+    sweep: dict[str, Any] = {"metric": {"name": "loss", "goal": "minimize"}, "parameters": params, "run_cap": trials}
+    if arm in SINGLE:
+        engine = {k: v for k, v in _config({}, arm).items() if k in ("method", "scheduler")}
+        stage = {"sweep": {**sweep, **engine}}
+    else:
+        STRATEGIES.update(VARIANTS)  # the variants go through `strategy:` like the shipped ones
+        stage = {"sweep": {**sweep, "method": "random"}, "strategy": arm}
+    store = get_store("sqlite://")
+    result = tune_pipeline({"name": "bench", "stages": {"search": stage}}, fn, store=store, seed=seed)
+    values = [r.summary["loss"] for s in result.stages.values() for r in store.runs(s.sweep_id)]
+    assert 0 < len(values) <= trials, (arm, [(s.name, s.runs, s.reason) for s in result.stages.values()])
     return values
 
 
-def _staged(problem: str, seed: int, trials: int, coarse: int) -> list[float]:
-    """Stage 1: scrambled Sobol over the space; stage 2: GP, warm-started with stage 1's runs as priors."""
-    first = _search(problem, "optuna-qmc", seed, coarse)
-    fn, space, _ = PROBLEMS[problem]
-    qmc = searcher_for(load_sweep_config(_config(space, "optuna-qmc")), seed)
-    done: list[Trial] = []
-    for i in range(coarse):  # replay stage 1 to get its configs as trials
-        c = qmc.suggest(done)
-        done.append(Trial(f"p{i}", c, "finished", {"loss": fn(c)}, prior=True))
-    assert [t.summary["loss"] for t in done] == first
-    return first + _search(problem, "optuna-gp", seed + 1000, trials - coarse, priors=done)
+def quality(problems: list[str], arms: list[str], seeds: range, trials: int, out: Path | None) -> dict[str, Any]:
+    """Best-so-far curves of every arm and seed, and their regret summary (see :func:`summarize`).
+
+    A sweep may end before its run_cap when its engine proposes only configs already run (a converged GP: the
+    controller ends it, "no new configs"); its curve is carried flat to ``trials`` and counted in ``short``.
+    """
+    curves: dict[str, Any] = {}
+    cpu: dict[str, float] = {}
+    short: dict[str, list[int]] = {}
+    for problem in problems:
+        for arm in arms:
+            key, t0 = f"{problem}/{arm}", time.process_time()
+            runs = []
+            for seed in seeds:
+                values = run_arm(problem, arm, seed, trials)
+                if len(values) < trials:
+                    short.setdefault(key, []).append(len(values))
+                runs.append(np.minimum.accumulate(values + [math.inf] * (trials - len(values))).tolist())
+            curves[key], cpu[key] = runs, time.process_time() - t0
+            print(key, f"median best {np.median([r[-1] for r in runs]):.6g}", f"{cpu[key]:.0f}s", flush=True)
+            if out:  # what is done so far survives a crash or a stop
+                out.with_suffix(".partial.json").write_text(json.dumps({"curves": curves, "cpu_s": cpu}))
+    return {"curves": curves, "cpu_s": cpu, "short": short, "summary": summarize(curves, cpu)}
 
 
-def quality(seeds: int, trials: int) -> dict[str, Any]:
-    engines = ["wandb-random", "wandb-bayes", "optuna-tpe", "optuna-gp", "staged-qmc12-gp"]
+def summarize(curves: dict[str, list[list[float]]], cpu: dict[str, float]) -> dict[str, Any]:
+    """Regret (best so far minus the optimum; for digits, minus the best value any arm found) per trial count:
+    median and IQR over seeds."""
+    optimum = {p: m for p, (_, _, m) in PROBLEMS.items()}
+    found: dict[str, float] = {}
+    for key, runs in curves.items():
+        problem = key.split("/")[0]
+        found[problem] = min(found.get(problem, math.inf), *(r[-1] for r in runs))
     out: dict[str, Any] = {}
-    for problem, (_, _, best) in PROBLEMS.items():
-        for engine in engines:
-            t0 = time.process_time()
-            curves = []
-            for seed in range(seeds):
-                if engine.startswith("staged"):
-                    values = _staged(problem, seed, trials, 12)
-                else:
-                    values = _search(problem, engine, seed, trials)
-                curves.append(np.minimum.accumulate(np.array(values)) - best)
-            at = {}
-            for n in (10, 20, 40):
-                if n <= trials:
-                    regrets = sorted(float(c[n - 1]) for c in curves)
-                    q1, q2, q3 = np.percentile(regrets, [25, 50, 75])
-                    at[n] = {"median": q2, "q1": q1, "q3": q3}
-            out[f"{problem}/{engine}"] = {"regret": at, "cpu_s": time.process_time() - t0}
-            print(problem, engine, {n: f"{v['median']:.3g}" for n, v in at.items()}, flush=True)
+    for key, runs in curves.items():
+        problem = key.split("/")[0]
+        regret = np.array(runs) - optimum.get(problem, found[problem])
+        q1, q2, q3 = np.percentile(regret, [25, 50, 75], axis=0)
+        out[key] = {"median": q2.tolist(), "q1": q1.tolist(), "q3": q3.tolist(), "cpu_s": cpu[key], "seeds": len(runs)}
+    out["reference"] = {p: optimum.get(p, found[p]) for p in found}
     return out
+
+
+def table(summary: dict[str, Any], short: dict[str, list[int]], at: tuple[int, ...] = (10, 20, 40)) -> str:
+    """The markdown table of RESULTS.md: median [q1, q3] regret after ``at`` trials (the best at the last in
+    bold), and the seeds whose sweep ended early, with their run counts."""
+    head = "| problem | arm | seeds | " + " | ".join(f"after {n}" for n in at) + " | ended early (runs) | CPU s |"
+    rows = [head, "|---" * (len(at) + 5) + "|"]
+    keys = [k for k in summary if k != "reference"]
+    last = at[-1]
+    best = {}
+    for key in keys:
+        p = key.split("/")[0]
+        if len(summary[key]["median"]) >= last:
+            best[p] = min(best.get(p, math.inf), summary[key]["median"][last - 1])
+    for key in keys:
+        s, (p, arm) = summary[key], key.split("/")
+        cells = []
+        for n in at:
+            if n > len(s["median"]):
+                cells.append("")
+                continue
+            med = f"{s['median'][n - 1]:.3g}"
+            med = f"**{med}**" if n == last and s["median"][n - 1] == best[p] else med
+            cells.append(f"{med} [{s['q1'][n - 1]:.3g}, {s['q3'][n - 1]:.3g}]")
+        early = ", ".join(map(str, short.get(key, []))) or "-"
+        rows.append(f"| {p} | {arm} | {s['seeds']} | " + " | ".join(cells) + f" | {early} | {s['cpu_s']:.0f} |")
+    return "\n".join(rows)
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    """Regret against trials, median line and IQR band per arm, one panel per problem (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    problems = list(summary["reference"])
+    fig, axes = plt.subplots(1, len(problems), figsize=(6 * len(problems), 4.5), squeeze=False)
+    for ax, problem in zip(axes[0], problems, strict=True):
+        for key, s in summary.items():
+            if key == "reference" or not key.startswith(problem + "/"):
+                continue
+            x = np.arange(1, len(s["median"]) + 1)
+            arm = key.split("/")[1]
+            line = ax.plot(x, s["median"], label=arm, lw=1.5, ls="--" if arm in SINGLE else "-")[0]
+            ax.fill_between(x, s["q1"], s["q3"], color=line.get_color(), alpha=0.12)
+        ax.set_yscale("log")
+        ax.set_title(f"{problem}: regret, median and IQR over seeds")
+        ax.set_xlabel("trials")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 # -- latency ----------------------------------------------------------------------------------------------------
@@ -198,25 +303,56 @@ def latency(sizes: list[int], repeat: int) -> dict[str, Any]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["quality", "latency"])
+    parser.add_argument("what", choices=["quality", "latency", "report"])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0, help="quality: seeds first-seed .. first-seed+seeds-1")
     parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--problems", default="branin,hartmann6")
+    parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--sizes", default="100,400,1000")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="quality: 1 seed, 3 trials, 2 arms without torch")
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    parser.add_argument("--plot", type=Path)
+    parser.add_argument("--from", dest="source", type=Path, action="append", help="report: JSON of quality runs")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.seeds, args.trials, args.problems, args.arms = 1, 3, "branin,digits", "wandb-random,qmc-tpe"
+    if args.what == "report":  # the table and plot again from saved runs; the seeds of several files pooled
+        curves: dict[str, list] = {}
+        cpu: dict[str, float] = {}
+        short: dict[str, list[int]] = {}
+        for source in args.source:
+            saved = json.loads(source.read_text())["result"]
+            for key, runs in saved["curves"].items():
+                curves.setdefault(key, []).extend(runs)
+                cpu[key] = cpu.get(key, 0.0) + saved["cpu_s"][key]
+                short.setdefault(key, []).extend(saved["short"].get(key, []))
+        summary = summarize(curves, cpu)
+        trials = len(next(iter(curves.values()))[0])
+        print(table(summary, short, tuple(n for n in (10, 20, 40) if n <= trials)))
+        if args.plot:
+            plot(summary, args.plot)
+        return {"curves": curves, "summary": summary}
     load = os.getloadavg()
     t0 = time.time()
     if args.what == "quality":
-        result = quality(args.seeds, args.trials)
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        result = quality(args.problems.split(","), args.arms.split(","), seeds, args.trials, args.out)
+        at = tuple(n for n in (10, 20, 40) if n <= args.trials) or (args.trials,)
+        print(table(result["summary"], result["short"], at))
+        if args.plot:
+            plot(result["summary"], args.plot)
     else:
         result = latency([int(s) for s in args.sizes.split(",")], args.repeat)
     meta = {"argv": sys.argv, "load_before": load, "load_after": os.getloadavg(), "wall_s": time.time() - t0}
     print(json.dumps(meta))
     if args.out:
         args.out.write_text(json.dumps({"meta": meta, "result": result}, indent=1))
+        args.out.with_suffix(".partial.json").unlink(missing_ok=True)
+    return {"meta": meta, "result": result}
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from sweepflow.config.base import ConfigModel
 from sweepflow.config.documents import read_document
 from sweepflow.config.issues import Problem, problems_error
 from sweepflow.config.parameters import Number, iter_leaves
+from sweepflow.config.strategies import STRATEGIES, expand, strategy_problems, unknown_strategy
 from sweepflow.config.sweep import Method, SweepConfig
 
 StageName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=40)]
@@ -110,6 +111,12 @@ def _load_sweep(value: Any, info: ValidationInfo) -> Any:
         raise PydanticCustomError("sweepflow_file", "{reason}", {"reason": str(exc)}) from None
 
 
+def _known_strategy(name: str) -> str:
+    if name not in STRATEGIES:
+        raise PydanticCustomError("sweepflow_strategy", "{reason}", {"reason": unknown_strategy(name)})
+    return name
+
+
 class WarmStart(ConfigModel):
     """Seed a stage with the best runs of an existing sweep (any stage, any campaign), given its id."""
 
@@ -131,6 +138,12 @@ class Stage(ConfigModel):
     derive: Derive | None = Field(None, description="Build this stage's space from an upstream's results.")
     when: When | None = Field(None, description="Run this stage only if this test on an upstream passes.")
     warm_start: WarmStart | None = Field(None, description="Seed the stage with an existing sweep's best runs.")
+    strategy: Annotated[str, AfterValidator(_known_strategy)] | None = Field(
+        None,
+        description="A named staged search that replaces this stage's engine and shares its sweep's `run_cap`: "
+        + "; ".join(f"`{name}`: {s.summary}" for name, s in STRATEGIES.items())
+        + ". The stage becomes `<name>-explore` then `<name>` (see the README, 'Strategies').",
+    )
 
 
 class Pipeline(ConfigModel):
@@ -150,6 +163,24 @@ class Pipeline(ConfigModel):
     )
     project: str | None = Field(None, description="W&B project of every stage (default: the pipeline name).")
     stages: dict[StageName, Stage] = Field(min_length=1, description="The stages, by name.")
+
+    @model_validator(mode="after")
+    def _expand_strategies(self) -> Pipeline:
+        # Runs before `_is_a_dag` (validators run in the order written), which then checks the expanded stages.
+        named = {name: stage for name, stage in self.stages.items() if stage.strategy is not None}
+        if not named:
+            return self
+        problems = [p for name, stage in named.items() for p in strategy_problems(name, stage, set(self.stages))]
+        if problems:
+            raise problems_error([(["stages", *sub], msg, fix) for sub, msg, fix in problems])
+        stages: dict[str, Stage] = {}
+        for name, stage in self.stages.items():
+            if stage.strategy is None:
+                stages[name] = stage
+            else:
+                stages.update(expand(name, stage, STRATEGIES[stage.strategy]))
+        self.stages = stages
+        return self
 
     @model_validator(mode="after")
     def _is_a_dag(self) -> Pipeline:
