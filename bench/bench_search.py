@@ -24,6 +24,7 @@ lean (what the controller does now) beside W&B's unmodified engine given whole h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -32,6 +33,7 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -125,6 +127,19 @@ def _space(problem: str) -> tuple[Any, dict[str, Any]]:
     return fn, {k: {"min": lo, "max": hi} for k, (lo, hi) in space.items()}
 
 
+@contextlib.contextmanager
+def _variants_registered() -> Iterator[None]:
+    """The bench's variants go through ``strategy:`` like the shipped strategies, registered for one arm's run
+    only, so the shipped list (and its error message) is unchanged for anyone else in the process."""
+    added = {name: variant for name, variant in VARIANTS.items() if name not in STRATEGIES}
+    STRATEGIES.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            del STRATEGIES[name]
+
+
 def run_arm(problem: str, arm: str, seed: int, trials: int) -> list[float]:
     """The objective's values in the order the arm's pipeline ran them (stage after stage)."""
     fn, params = _space(problem)
@@ -133,10 +148,10 @@ def run_arm(problem: str, arm: str, seed: int, trials: int) -> list[float]:
         engine = {k: v for k, v in _config({}, arm).items() if k in ("method", "scheduler")}
         stage = {"sweep": {**sweep, **engine}}
     else:
-        STRATEGIES.update(VARIANTS)  # the variants go through `strategy:` like the shipped ones
         stage = {"sweep": {**sweep, "method": "random"}, "strategy": arm}
     store = get_store("sqlite://")
-    result = tune_pipeline({"name": "bench", "stages": {"search": stage}}, fn, store=store, seed=seed)
+    with _variants_registered():
+        result = tune_pipeline({"name": "bench", "stages": {"search": stage}}, fn, store=store, seed=seed)
     values = [r.summary["loss"] for s in result.stages.values() for r in store.runs(s.sweep_id)]
     assert 0 < len(values) <= trials, (arm, [(s.name, s.runs, s.reason) for s in result.stages.values()])
     return values
