@@ -316,7 +316,7 @@ class LocalBackend(Backend):
 
     def ensure_standby(self, sweep_id: str) -> bool:
         """Start a controller that stands by for the one driving ``sweep_id`` in this process (``sweepflow
-        controller`` waits, engine loaded, on its pidfd and takes over the moment it dies), unless the one this
+        controller`` waits on its pidfd, loading the engine, and takes over the moment it dies), unless the one this
         process started is still alive. The driving loop calls it (see :func:`sweepflow.local.drive.drive`), so a
         standby that took over starts its own at once."""
         with _SPAWN_LOCK:
