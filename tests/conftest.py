@@ -20,3 +20,7 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     # wandb used in-process (the W&B backend's tests) sets WANDB_SERVICE to the pytest process's wandb-core; undo it
     # after each test, so later tests' subprocesses never attach to it.
     monkeypatch.delenv("WANDB_SERVICE", raising=False)
+    # No standby controllers unless a test is about them (tests/test_faults.py, the --wait takeover tests): each is
+    # a process importing the engine, and beside every sweep of the suite they cost the 2-core CI minutes. Without
+    # one, a dead controller is replaced by the sensor, the path these tests then cover.
+    monkeypatch.setenv("SWEEPFLOW_STANDBY", "0")

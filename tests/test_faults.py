@@ -10,7 +10,8 @@ from pathlib import Path
 from tests.benches import load_bench
 
 
-def test_kill_9_anything_at_random_moments_and_every_campaign_completes(tmp_path: Path) -> None:
+def test_kill_9_anything_at_random_moments_and_every_campaign_completes(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SWEEPFLOW_STANDBY", "1")  # recovered as in production: a standby behind every driver
     # Two-stage campaigns, two at once: one whose runs an external agent serves (controller, agent, campaign process
     # and runs to kill), one run by `launch-sweep --wait` (itself and runs to kill).
     args = "--injections 10 --per-campaign 5 --parallel 2 --shapes agent,cli --stages 2 --runs 3 --epochs 3 --span 3"

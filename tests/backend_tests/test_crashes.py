@@ -153,6 +153,7 @@ def test_kill_9_of_launch_sweep_wait_is_taken_over_by_its_standby(
     # The production lease: under the tests' 3 s one, a busy box can stall the standby's first renewal (it is
     # loading the engine) past the lease, and the command run again then takes the sweep instead of watching.
     monkeypatch.setenv("SWEEPFLOW_LEASE_TTL", "30")
+    monkeypatch.setenv("SWEEPFLOW_STANDBY", "1")
     store = backend.store
     first = _launch_wait(backend, tmp_path, reaper, _slow_sweep_file(tmp_path, run_cap=4))
     sweep_id = _until(lambda: [s.id for s in store.list_sweeps()], 60, "the sweep")[0]
@@ -174,8 +175,11 @@ def test_kill_9_of_launch_sweep_wait_is_taken_over_by_its_standby(
     assert len({json.dumps(r.config, sort_keys=True) for r in runs}) == 4
 
 
-def test_ctrl_c_of_launch_sweep_wait_stops_its_standby_too(backend: LocalBackend, tmp_path, reaper) -> None:
+def test_ctrl_c_of_launch_sweep_wait_stops_its_standby_too(
+    backend: LocalBackend, tmp_path, reaper, monkeypatch
+) -> None:
     """A clean stop is not undone: the standby goes with the command, and no run starts after it."""
+    monkeypatch.setenv("SWEEPFLOW_STANDBY", "1")
     store = backend.store
     proc = _launch_wait(backend, tmp_path, reaper, _slow_sweep_file(tmp_path, run_cap=6))
     sweep_id = _until(lambda: [s.id for s in store.list_sweeps()], 60, "the sweep")[0]
