@@ -131,3 +131,12 @@ class CpuSampler(threading.Thread):
 
 def fmt(x: float | None, unit: str = "", digits: int = 1) -> str:
     return "-" if x is None else f"{x:.{digits}f}{unit}"
+
+
+def extract(rev: str, tmp: Path) -> Path:
+    """The source tree of ``rev`` (``git archive``: no worktree to clean up, nothing in .git changes)."""
+    tree = tmp / f"tree-{rev}"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree

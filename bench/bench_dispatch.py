@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, CpuSampler, cpu_jiffies, dist, fmt, machine
+from _common import ROOT, CpuSampler, cpu_jiffies, dist, extract, fmt, machine
 
 TRAIN = ROOT / "examples" / "train_digits.py"
 CURVE = ROOT / "tests" / "scripts" / "curve.py"
@@ -111,15 +111,6 @@ def sweep_config(runs: int, workers: int, epochs: int, *, smoke: bool = False) -
 
 
 # -- one sweep in one tree ------------------------------------------------------------------------------------
-
-
-def extract(rev: str, tmp: Path) -> Path:
-    """The source tree of ``rev`` (``git archive``: no worktree to clean up, nothing in .git changes)."""
-    tree = tmp / f"tree-{rev}"
-    tree.mkdir()
-    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    return tree
 
 
 def run_tree(label: str, tree: Path, config: dict[str, Any], tmp: Path, *, cprofile: Path | None = None) -> dict:

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, dist, fmt, machine
+from _common import ROOT, dist, extract, fmt, machine
 
 DEFAULT_BASE = "c32c2d6"  # the tree before this benchmark's fixes
 QUEUE = "scale"
@@ -358,15 +358,6 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the parent: every case on every tree ---------------------------------------------------------------------
-
-
-def extract(rev: str, tmp: Path) -> Path:
-    """The source tree of ``rev`` (``git archive``: nothing in .git changes)."""
-    tree = tmp / f"tree-{rev}"
-    tree.mkdir()
-    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    return tree
 
 
 def run_child(tree: Path, spec: dict[str, Any]) -> dict[str, Any]:
