@@ -18,13 +18,9 @@ import pandas as pd
 
 from sweepflow.campaign.analysis import CONFIG, SUMMARY, config_of, top_k
 from sweepflow.config import Derive, Metric, Parameter, SweepConfig, check_sweep, iter_leaves
+from sweepflow.config.parameters import EXPONENT_FORMS, LOG_SPACE, NARROWABLE
 from sweepflow.errors import SweepflowError
 from sweepflow.warm_start import PriorRun
-
-# Distributions narrowed in log space; for the exponent forms the bounds *are* logs (of values).
-LOG_SPACE = {"log_uniform_values", "inv_log_uniform_values", "q_log_uniform_values"}
-EXPONENT_FORMS = {"log_uniform", "inv_log_uniform", "q_log_uniform"}
-LINEAR = {"uniform", "int_uniform", "q_uniform"}
 
 
 class DeriveError(SweepflowError):
@@ -93,7 +89,7 @@ def derive_config(base: SweepConfig, rule: Derive, upstream: pd.DataFrame, stage
 
 def _narrow(name: str, param: Parameter, seen: list[Any], margin: float) -> tuple[dict[str, Any], str]:
     dist = param.distribution or ""
-    if dist not in LINEAR | LOG_SPACE | EXPONENT_FORMS:
+    if dist not in NARROWABLE:
         raise DeriveError(
             f"derive.narrow: {name!r} is a {dist} parameter and has no range to narrow; use `keep_seen` or `fix`."
         )

@@ -99,6 +99,12 @@ DISTRIBUTIONS: dict[str, Distribution] = {
     )
 }
 
+# The numeric ranges `derive` can narrow: in log space for LOG_SPACE, and for the exponent forms the bounds *are*
+# logs (of values); in linear space for the rest.
+LOG_SPACE = frozenset({"log_uniform_values", "inv_log_uniform_values", "q_log_uniform_values"})
+EXPONENT_FORMS = frozenset(name for name, d in DISTRIBUTIONS.items() if d.exponents)
+NARROWABLE = frozenset({"uniform", "int_uniform", "q_uniform"}) | LOG_SPACE | EXPONENT_FORMS
+
 # Lower bounds W&B's schema puts on shape keys, whatever the distribution: (bound, strict).
 _KEY_BOUNDS = {"q": (0, True), "sigma": (0, False), "a": (0, False), "b": (0, False)}
 

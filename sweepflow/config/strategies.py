@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sweepflow.config.issues import Problem
-from sweepflow.config.parameters import iter_leaves
+from sweepflow.config.parameters import NARROWABLE, iter_leaves
 from sweepflow.config.sweep import SweepConfig
 
 if TYPE_CHECKING:
@@ -120,7 +120,6 @@ def _engine(sweep: SweepConfig, sampler: str, run_cap: int, args: dict[str, Any]
 
 def expand(name: str, stage: Stage, strategy: Strategy) -> dict[str, Stage]:
     """The stages that stage ``name`` (checked by :func:`strategy_problems`) stands for, in run order."""
-    from sweepflow.campaign.derive import EXPONENT_FORMS, LINEAR, LOG_SPACE  # config is imported by campaign
     from sweepflow.config.pipeline import Derive, Stage
 
     assert stage.sweep is not None and stage.sweep.run_cap is not None
@@ -128,10 +127,8 @@ def expand(name: str, stage: Stage, strategy: Strategy) -> dict[str, Stage]:
     explore = name + EXPLORE_SUFFIX
     narrow = []
     if strategy.narrow_top_k:
-        numeric = LINEAR | LOG_SPACE | EXPONENT_FORMS
-        narrow = [
-            ".".join(p) for p, param in iter_leaves(stage.sweep.parameters or {}) if param.distribution in numeric
-        ]
+        leaves = iter_leaves(stage.sweep.parameters or {})
+        narrow = [".".join(p) for p, param in leaves if param.distribution in NARROWABLE]
     derive = Derive.model_validate(
         {"from": explore, "top_k": strategy.narrow_top_k or first, "narrow": narrow, "warm_start": first}
     )
