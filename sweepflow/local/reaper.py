@@ -17,7 +17,6 @@ config (:func:`lost_with_agent`), a bounded number of times, so the sweep still 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import select
@@ -59,20 +58,16 @@ class Reaper:
         for run in runs:
             if run.state is RunState.RUNNING and run.agent_id and run.agent_id not in self._agents:
                 agent = self._agents[run.agent_id] = self.store.get_agent(run.agent_id)
-                if agent is None or agent.host != socket.gethostname() or agent.pid in (None, os.getpid()):
-                    continue
-                with contextlib.suppress(AttributeError, OSError):  # no pidfds, or already gone: reap finds it
-                    self._fds[run.agent_id] = os.pidfd_open(agent.pid)
+                if agent is not None and (fd := _pidfd(agent)) is not None:
+                    self._fds[run.agent_id] = fd
 
     def watch_servers(self, agents: Iterable[Agent]) -> None:
         """Watch the agents of this machine that serve the sweep's queue, also between runs: the death of one that
         runs nothing loses no run but leaves the queue unserved, which the drive loop must know at once (it then
         serves the queue itself) rather than when the agent's replacement starts."""
         for agent in agents:
-            if agent.id in self._servers or agent.host != socket.gethostname() or agent.pid in (None, os.getpid()):
-                continue
-            with contextlib.suppress(AttributeError, OSError):
-                self._servers[agent.id] = os.pidfd_open(agent.pid)
+            if agent.id not in self._servers and (fd := _pidfd(agent)) is not None:
+                self._servers[agent.id] = fd
 
     def agent_died(self) -> bool:
         """Whether a watched agent's process has exited since it was watched (no wait); a dead server is
@@ -161,6 +156,17 @@ class Reaper:
             now=now,
         )
         return recorded is not None
+
+
+def _pidfd(agent: Agent) -> int | None:
+    """A pidfd on ``agent``'s process if it is another process of this machine; None otherwise, or without pidfds,
+    or when it is already gone (the reaper's pid check at its next reaping finds it)."""
+    if agent.host != socket.gethostname() or agent.pid in (None, os.getpid()):
+        return None
+    try:
+        return os.pidfd_open(agent.pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _read_log(run_dir: Path | None, run_id: str) -> RunLog | None:
