@@ -11,6 +11,11 @@ A tick only touches the store for what is due: a heartbeat every ``lease_ttl * r
 every ``report_interval``, a claim when a slot is free. A loop sleeps in :meth:`Agent.wait` until
 :attr:`Agent.next_due` or until a run's process exits (its pidfd), whichever comes first.
 
+A run whose process has exited frees its slot at once, but its outcome waits for its exit record: wandb-core
+writes that from its own process and may land it a moment later (up to ``EXIT_RECORD_WAIT``), and without it a
+run that finished would be recorded crashed. The run *settles* meanwhile (its lease held, its exit code already
+in the store), so a killed run's replacement starts without waiting for a record that will never come.
+
 An agent quits as W&B's agent does (``wandb/wandb_agent.py``, ``Agent._run_loop``), counting runs whose *process*
 exited with a code > 0 (a death by signal does not count): "flapping", 3 such failures within its first 60 s
 (off with ``WANDB_AGENT_DISABLE_FLAPPING=true``), or "failing", ``WANDB_AGENT_MAX_INITIAL_FAILURES`` (default 5)
@@ -36,7 +41,7 @@ from sweepflow.config import SweepConfig
 from sweepflow.local.command import JobError, ResolvedJob, build_command
 from sweepflow.local.outcome import end_state
 from sweepflow.local.processes import die_with_parent
-from sweepflow.local.runner import RunProcess, RunSpec
+from sweepflow.local.runner import EXIT_RECORD_WAIT, RunProcess, RunSpec
 from sweepflow.local.txlog import RunLog
 from sweepflow.settings import DEFAULTS
 from sweepflow.store import Claim, Store, Sweep
@@ -56,11 +61,12 @@ class RunHandle(Protocol):
     def stopping(self) -> bool: ...
     def poll_rows(self) -> list[dict[str, Any]]: ...
     def returncode(self) -> int | None: ...
+    def exit_recorded(self) -> bool: ...
     def begin_stop(self, grace: float = ..., term_grace: float = ..., *, now: float | None = ...) -> None: ...
     def advance_stop(self, *, now: float | None = ...) -> None: ...
     def stop(self, grace: float = ..., term_grace: float = ...) -> int: ...
     def close(self) -> None: ...
-    def final_log(self) -> RunLog | None: ...
+    def final_log(self, wait: float = ...) -> RunLog | None: ...
 
 
 #: Starts a run: ``start_run(spec, preexec_fn=...)``; the default is :meth:`RunProcess.start`.
@@ -70,6 +76,7 @@ StartRun = Callable[..., RunHandle]
 OnEvent = Callable[[str, str, float], None]
 
 _SWEEP_CACHE_SIZE = 32  # an agent serving many sweeps keeps the configs of the latest ones
+_SETTLE_POLL = 0.05  # seconds between looks at a settling run's log for its exit record
 
 
 @dataclass
@@ -78,13 +85,16 @@ class _Active:
     proc: RunHandle
     stop_reason: str | None = None
     rows_seen: int = 0
+    code: int | None = None  # the process's exit code once it has exited: the run settles until it is recorded
+    settle_by: float = math.inf  # when a settling run is recorded even without its exit record
 
 
 @dataclass
 class AgentTick:
     """What one :meth:`Agent.tick` did (a loop decides from it whether the controller should look now)."""
 
-    finished: int = 0  # runs whose outcome was recorded: their slots are free
+    finished: int = 0  # runs whose outcome was recorded
+    exited: int = 0  # runs whose process exited: their slots are free (their outcome may still be settling)
     started: int = 0
     rows: int = 0  # history rows reported
     lost: int = 0
@@ -147,16 +157,14 @@ class Agent:
         if report:
             self._report_at = now + self.report_interval
         for item_id, active in list(self.active.items()):
-            if report:
+            if report and active.code is None:
                 done.rows += self._report(item_id, active)
-            active.proc.advance_stop(now=now)
-            code = active.proc.returncode()
-            if code is not None:
-                self._finish(item_id, active, code, now)
+            done.exited += self._exited(item_id, active, now)
+            if self._settled(item_id, active, now):
                 done.finished += 1
         if sync or now >= self._beat_at:
             self._beat(now, done)
-        while claim and self.quit_reason is None and len(self.active) < self.max_jobs:
+        while claim and self.quit_reason is None and self.running < self.max_jobs:
             got = self.store.claim_next(self.queue, self.id, lease_ttl=self.lease_ttl, now=now)
             if got is None:
                 break
@@ -172,13 +180,14 @@ class Agent:
         for item_id in beat.lost:
             if item_id in self.active:  # our lease was reaped: the outcome will not be recorded, stop at once
                 lost = self.active.pop(item_id)
-                lost.proc.stop(grace=0.5, term_grace=0.5)
+                if lost.code is None:
+                    lost.proc.stop(grace=0.5, term_grace=0.5)
                 lost.proc.close()
                 done.lost += 1
                 self._emit("lost", lost.claim.run.id, now)
         for item_id, reason in beat.stop.items():
             active = self.active.get(item_id)
-            if active is not None and not active.proc.stopping:
+            if active is not None and active.code is None and not active.proc.stopping:
                 active.stop_reason = reason
                 active.proc.begin_stop(self.stop_grace, self.term_grace, now=now)
                 done.stopping += 1
@@ -187,25 +196,40 @@ class Agent:
     @property
     def next_due(self) -> float:
         """When the agent next has work of its own: a heartbeat, or (with runs in flight) a metrics report,
-        which also escalates stops in progress. A run's exit comes sooner through :meth:`wait`."""
-        return min(self._beat_at, self._report_at) if self.active else self._beat_at
+        which also escalates stops in progress, or a settling run's deadline. A run's exit, and a settling run's
+        exit record, come sooner through :meth:`wait`."""
+        if not self.active:
+            return self._beat_at
+        return min(self._beat_at, self._report_at, *(a.settle_by for a in self.active.values()))
 
     def wait(self, timeout: float) -> bool:
-        """Sleep up to ``timeout`` s, waking at once when a run's process exits; True if one did.
+        """Sleep up to ``timeout`` s, waking at once when a run's process exits; True if one did, or if a
+        settling run's exit record has landed (looked for every ``_SETTLE_POLL`` s while one settles).
 
         Runs without a pidfd (not Linux >= 5.3) are polled when the sleep ends, so callers keep ``timeout`` short.
         """
-        fds = [a.proc.exit_fd for a in self.active.values() if a.proc.exit_fd is not None]
+        running = [a for a in self.active.values() if a.code is None]
+        settling = [a for a in self.active.values() if a.code is not None]
+        if settling:
+            timeout = min(timeout, _SETTLE_POLL)
+        fds = [a.proc.exit_fd for a in running if a.proc.exit_fd is not None]
         if fds:
             if select.select(fds, [], [], max(0.0, timeout))[0]:
                 return True
         else:
             time.sleep(max(0.0, timeout))
-        return any(a.proc.exit_fd is None and a.proc.returncode() is not None for a in self.active.values())
+        return any(a.proc.exit_fd is None and a.proc.returncode() is not None for a in running) or any(
+            a.proc.exit_recorded() for a in settling
+        )
 
     @property
     def busy(self) -> bool:
         return bool(self.active)
+
+    @property
+    def running(self) -> int:
+        """Slots in use: runs whose process has not exited (a settling run's slot is free)."""
+        return sum(a.code is None for a in self.active.values())
 
     def _emit(self, kind: str, run_id: str, now: float) -> None:
         if self.on_event is not None:
@@ -218,11 +242,31 @@ class Agent:
             self.store.append_history(active.claim.run.id, rows, summary=active.proc.summary, item_id=item_id)
         return len(rows)
 
-    def _finish(self, item_id: int, active: _Active, code: int, now: float) -> None:
-        # Said first: if this agent dies while the exit record is awaited, the reaper knows the run ended on its own.
+    def _exited(self, item_id: int, active: _Active, now: float) -> bool:
+        """Escalate a stop in progress; if the process has exited, start settling the run: True if it just did."""
+        if active.code is not None:
+            return False
+        active.proc.advance_stop(now=now)
+        code = active.proc.returncode()
+        if code is None:
+            return False
+        active.code, active.settle_by = code, now + EXIT_RECORD_WAIT
+        # Said at once: the controller may fill the slot, and if this agent dies while the exit record is
+        # awaited, the reaper knows the run ended on its own.
         self.store.record_exit(active.claim.run.id, code, item_id=item_id)
         self._report(item_id, active)
-        log = active.proc.final_log()
+        return True
+
+    def _settled(self, item_id: int, active: _Active, now: float) -> bool:
+        """Record a settling run's outcome once its exit record is in or its time is up: True if it was."""
+        if active.code is None or not (active.proc.exit_recorded() or now >= active.settle_by):
+            return False
+        self._finish(item_id, active, active.code, now)
+        return True
+
+    def _finish(self, item_id: int, active: _Active, code: int, now: float) -> None:
+        log = active.proc.final_log(wait=0)
+        self._report(item_id, active)  # the rows read with the exit record too
         summary = active.proc.summary
         run = active.claim.run
         state = end_state(
@@ -321,17 +365,16 @@ class Agent:
         ``hurry`` (e.g. "a second SIGTERM came") skips the remaining grace: the runs are killed.
         """
         for active in self.active.values():
-            active.stop_reason = active.stop_reason or reason
-            active.proc.begin_stop(self.stop_grace, self.term_grace)
+            if active.code is None:
+                active.stop_reason = active.stop_reason or reason
+                active.proc.begin_stop(self.stop_grace, self.term_grace)
         while self.active:
             now = time.time()
             for item_id, active in list(self.active.items()):
-                if hurry is not None and hurry():
+                if hurry is not None and hurry() and active.code is None:
                     active.proc.advance_stop(now=math.inf)
-                active.proc.advance_stop(now=now)
-                code = active.proc.returncode()
-                if code is not None:
-                    self._finish(item_id, active, code, now)
+                self._exited(item_id, active, now)
+                self._settled(item_id, active, now)
             if self.active:
                 self.wait(0.05)
         self.store.deregister_agent(self.id)

@@ -283,7 +283,8 @@ class Controller:
 
     def _fill_slots(self, sweep: Sweep, now: float) -> int:
         """Queue runs for the free slots (and the look-ahead); returns how many were added."""
-        in_flight = len(self.view.in_flight)
+        # A run whose process has exited holds no slot while its agent settles its outcome (Agent docstring).
+        in_flight = sum(run.exit_code is None for run in self.view.in_flight.values())
         free = self.config.num_workers + self._lookahead() - in_flight
         if free <= 0 or self._exhausted:
             return 0

@@ -93,7 +93,10 @@ class Driver:
         wants = (
             changed
             or now >= controller.next_due
-            or (done is not None and (done.finished or done.lost or (done.rows and controller.watches_metrics)))
+            or (
+                done is not None
+                and (done.exited or done.finished or done.lost or (done.rows and controller.watches_metrics))
+            )
         )
         while wants:
             self.active = controller.tick(now)
@@ -101,9 +104,9 @@ class Driver:
             stops = controller.stop_requests != self._stops_seen
             self._stops_seen = controller.stop_requests
             wants = False
-            if agent and (stops or len(agent.active) < agent.max_jobs):
+            if agent and (stops or agent.running < agent.max_jobs):
                 again = agent.tick(now, sync=stops)  # claim what the controller just queued; act on its stops now
-                wants = bool(again.finished or again.lost)  # a run ended meanwhile: the controller decides again
+                wants = bool(again.exited or again.finished or again.lost)  # the controller decides again
             if agent is None and self.embedded_agents is None and self.active:
                 self._serve_if_unserved(now)
         if agent is None and changed:  # agents that register or beat commit: a new server is news

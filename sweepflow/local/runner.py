@@ -126,6 +126,7 @@ class RunProcess:
         self.proc = proc
         self.started_at = time.time()
         self._log: RunLog | None = None
+        self._unreported: list[dict[str, Any]] = []  # rows read from the log that poll_rows has not returned yet
         self._stop_plan: list[tuple[signal.Signals, float]] | None = None
         self.stop_signal: signal.Signals | None = None  # what a stop sent first (SIGTERM, or SIGINT instead)
         self._code: int | None = None
@@ -153,12 +154,17 @@ class RunProcess:
 
     def poll_rows(self) -> list[dict[str, Any]]:
         """History rows logged since the last call (empty until wandb has written its log)."""
+        self._poll()
+        rows, self._unreported = self._unreported, []
+        return rows
+
+    def _poll(self) -> None:
         if self._log is None:
             path = find_run_file(self.spec.run_dir, self.spec.run_id)
             if path is None:
-                return []
+                return
             self._log = RunLog(path)
-        return self._log.poll()
+        self._unreported += self._log.poll()
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -187,17 +193,20 @@ class RunProcess:
             self._code = self.proc.poll()
         return self._code
 
-    def final_log(self) -> RunLog | None:
-        """The run's log once its process has ended, with the exit record if wandb wrote one.
+    def exit_recorded(self) -> bool:
+        """Whether the run's ending is all in (non-blocking): its log has the exit record, or it has no log.
 
-        wandb-core writes the exit record from its own process, so it can land a moment after the script exits:
-        wait up to 2 s for it, only when the log exists and lacks it.
+        wandb-core writes the exit record from its own process, so it can land a moment after the script exits.
         """
-        deadline = time.monotonic() + EXIT_RECORD_WAIT
-        self.poll_rows()
-        while self._log is not None and not self._log.finished and time.monotonic() < deadline:
+        self._poll()
+        return self._log is None or self._log.finished
+
+    def final_log(self, wait: float = EXIT_RECORD_WAIT) -> RunLog | None:
+        """The run's log once its process has ended, with the exit record if wandb wrote one within ``wait`` s
+        (waited for only when the log exists and lacks it)."""
+        deadline = time.monotonic() + wait
+        while not self.exit_recorded() and time.monotonic() < deadline:
             time.sleep(0.05)
-            self.poll_rows()
         return self._log
 
     def begin_stop(self, grace: float = 30.0, term_grace: float = 5.0, *, now: float | None = None) -> None:

@@ -38,6 +38,7 @@ class FakeRun:
         self._summary: dict[str, Any] = {}
         self._step = 0
         self.exit_at_poll: int | None = None  # exit (code 0) at this call of returncode(): "while the agent looks"
+        self.record_late = False  # wandb-core has not written the exit record yet (it may land after the exit)
         self._polls = 0
 
     # -- what the test does
@@ -73,9 +74,14 @@ class FakeRun:
             self.stop_began = now
             self.stop_signal = signal.SIGTERM  # what the runner sends first, as W&B's agent does
 
-    def final_log(self) -> SimpleNamespace:
+    def exit_recorded(self) -> bool:
+        return not self.record_late
+
+    def final_log(self, wait: float = 0.0) -> SimpleNamespace:
         """As wandb leaves it: an exit record when the script ended on its own, none when it was killed."""
         recorded = self.code if self.code is not None and self.code >= 0 and self.stop_began is None else None
+        if self.record_late:
+            recorded = None
         return SimpleNamespace(exit_code=recorded, preempting=False)
 
     def advance_stop(self, *, now: float | None = None) -> None:

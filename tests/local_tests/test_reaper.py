@@ -53,8 +53,8 @@ def test_a_run_that_completed_before_its_agent_died_is_recorded_finished_from_it
     assert agent.tick().started == 1
     [active] = agent.active.values()
     assert select.select([active.proc.exit_fd], [], [], 120)[0], "the run did not end"
-    # The run has ended; its agent sees it, and dies while it waits for wandb to write the run's exit record.
-    active.proc.final_log = _dies  # type: ignore[method-assign]
+    # The run has ended; its agent sees it, and dies while it settles the run (looks for its exit record).
+    active.proc.exit_recorded = _dies  # type: ignore[method-assign]
     with pytest.raises(AgentDied):
         agent.tick()
     _kill(store, agent)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sweepflow.local.controller import ControllerLeaseTaken
+from sweepflow.local.runner import EXIT_RECORD_WAIT
 from sweepflow.store import RunState, Store, SweepState, get_store
 from tests.local_tests.fakes import CountingStore, FakeRuns, loss, make_agent, make_controller, make_sweep
 
@@ -50,6 +51,41 @@ def test_run_cap_is_exact_with_one_run_queued_ahead(store: Store, runs: FakeRuns
     assert (final.state, final.state_reason) == (SweepState.FINISHED, "run_cap 5 reached")
     assert _states(store, sweep.id) == ["finished"] * 5
     assert len({json.dumps(r.config, sort_keys=True) for r in store.runs(sweep.id)}) == 5
+
+
+def test_an_exited_run_frees_its_slot_at_once_while_its_exit_record_is_awaited(
+    store: Store, runs: FakeRuns, tmp_path: Path
+) -> None:
+    """wandb-core may write a run's exit record after the script is gone: the agent waits up to EXIT_RECORD_WAIT
+    for it (else a finished run would be recorded crashed), but the next run starts meanwhile."""
+    sweep = make_sweep(store, run_cap=3)
+    controller = make_controller(store, sweep, lookahead=0)  # nothing queued ahead: the controller fills the slot
+    agent = make_agent(store, runs, tmp_path)
+    controller.tick(0.0)
+    assert agent.tick(0.0).started == 1
+    killed = runs.live()[0]
+    killed.log(loss=1.0)
+    killed.record_late = True  # a kill -9: no record will come
+    killed.exit(-9)
+    done = agent.tick(1.0)
+    assert (done.exited, done.finished, agent.running) == (1, 0, 0)
+    assert store.get_run(killed.spec.run_id).exit_code == -9  # said at once: the slot is free
+    controller.tick(1.0)
+    assert agent.tick(1.0).started == 1, "the next run waited for the exit record"
+    assert agent.tick(1.0 + EXIT_RECORD_WAIT - 0.01).finished == 0
+    assert store.get_run(killed.spec.run_id).state is RunState.RUNNING
+    assert agent.tick(1.0 + EXIT_RECORD_WAIT).finished == 1
+    assert store.get_run(killed.spec.run_id).state is RunState.CRASHED
+    assert [row["loss"] for row in store.history(killed.spec.run_id)] == [1.0]
+
+    late = runs.live()[0]  # its record lands after the exit, within the wait
+    late.log(loss=0.5)
+    late.record_late = True
+    late.exit(0)
+    assert agent.tick(4.0).exited == 1
+    late.record_late = False
+    assert agent.tick(4.1).finished == 1
+    assert store.get_run(late.spec.run_id).state is RunState.FINISHED
 
 
 def test_bayes_never_queues_ahead(store: Store) -> None:
