@@ -29,12 +29,14 @@ campaign process is run again with the same key, a killed ``launch-sweep --wait`
 Reported (targets in brackets): duplicate runs [0], finished runs lost, i.e. run logs holding a clean exit
 record whose run is not recorded finished [0], sweeps over ``run_cap`` [0], runs re-queued (and given up after
 ``lost_run_retries``), campaigns completed [all], sweeps short of ``run_cap`` finished runs other than by a killed
-training run or a run given up [0], store integrity problems [none], and the recovery time, kill -> the next run
-of the sweep it hit started [p50 / max <= 5 s] (a kill at a stage's end is followed by the next stage's start-up,
-reported apart, and so is the kill of a campaign process or of a watching ``launch-sweep --wait`` while its
-sweep's detached controller drove on: it interrupts nothing, and the next run starts when a slot frees on its
-own); plus the load average and the CPU other processes used meanwhile (the machine is shared: say so with the
-figures).
+training run or a run given up [0], store integrity problems [none], and the recovery time [p50 / max <= 5 s]: from
+the kill, or if the kill stopped no run and every slot was busy, from the first run then running ending on its
+own (the next run could not start sooner: a kill of a campaign process, of a controller whose runs an external
+agent serves, of a watching ``launch-sweep --wait``, costs only what it delays that start), to the next run of
+the sweep it hit started. A kill at a stage's end is followed by the next stage's start-up, reported apart. Each
+fault's timeline is in the JSON (runs at the kill, slot free, next run queued and started, driver kept or new);
+the five slowest are printed. Plus the load average and the CPU other processes used meanwhile (the machine is
+shared: say so with the figures).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ CURVE = ROOT / "tests" / "scripts" / "curve.py"
 RUNNER = Path(__file__).resolve().parent / "_campaign_runner.py"
 SHAPES = ("flow", "agent", "cli")
 CAMPAIGN_TIMEOUT_S = 300.0
+WORKERS = 2  # num_workers of every stage
 
 
 @dataclass
@@ -74,6 +77,14 @@ class Fault:
     next_stage: bool = False  # that run was of a later stage: the kill fell at a stage's end
     undisturbed: bool = False  # a campaign process killed while a live controller elsewhere drove its sweep
     note: str = ""
+    # The timeline of its recovery: whose lease the sweep was under at the kill and after it, and the next run's
+    # queuing (before the kill: it waited for a slot or a claim; after: for a controller to queue it).
+    driver_before: int | None = None
+    driver_after: int | None = None
+    next_queued_at: float | None = None
+    runs_at_kill: str = ""  # the sweep's runs at the kill: number and state letter (p pending, r running, ...)
+    running: dict[str, int] = field(default_factory=dict)  # the sweep's running runs at the kill: id -> attempt
+    waited_from: float | None = None  # when a slot was free after the kill (see Bench.recoveries)
 
 
 @dataclass
@@ -104,7 +115,7 @@ def stage_config(campaign: str, stage: int, shape: str, runs: int, epochs: int) 
         "project": f"{campaign}-stage{stage}",
         "metric": {"name": "loss", "goal": "minimize"},
         "run_cap": runs,
-        "scheduler": {"num_workers": 2},
+        "scheduler": {"num_workers": WORKERS},
         "parameters": {"quality": {"min": 0.5, "max": 2.0}, "epochs": {"value": epochs}, "sleep": {"value": 0.25}},
         **({"queue": f"q-{campaign}"} if shape == "agent" else {}),
     }
@@ -230,10 +241,15 @@ class Bench:
     def kill(self, c: Campaign, part: str, pid: int) -> None:
         before = self.current_sweep(c)
         driver = int(before.lease_owner.split(":")[1]) if before and before.lease_owner else None
+        at_kill = self.store.runs(before.id) if before else []
+        runs = " ".join(f"{r.number}{r.state.value[0]}" for r in at_kill)
+        # The moment is taken at the kill, not after it: the sweep's driver may start the next run (its
+        # `started_at`) before a store read here returns, and that run is the recovery.
+        fault = Fault(c.name, part, time.time(), pid, before.id if before else None, driver_before=driver)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        current = self.current_sweep(c)
-        fault = Fault(c.name, part, time.time(), pid, current.id if current else None)
+        fault.runs_at_kill = runs
+        fault.running = {r.id: r.attempt for r in at_kill if r.state.value == "running"}
         # A campaign process, or a `launch-sweep --wait` run again that watches the standby which took its sweep
         # over, runs no run and drives nothing while a detached controller holds the lease: its kill interrupts
         # nothing, and the next run starts when a slot frees on its own (the sweep's cadence).
@@ -282,11 +298,34 @@ class Bench:
         open_faults = [f for f in self.faults if f.campaign == c.name and f.recovered_at is None]
         if not open_faults and c.first_run is not None:
             return
-        starts = sorted((r.started_at, s.id) for s in self.sweeps_of(c) for r in self.store.runs(s.id) if r.started_at)
+        sweeps = self.sweeps_of(c)
+        starts = sorted(
+            (r.started_at, s.id, r.queued_at) for s in sweeps for r in self.store.runs(s.id) if r.started_at
+        )
         c.first_run = starts[0][0] if starts else None
+        owners = {s.id: s.lease_owner for s in sweeps}
+        runs = {r.id: r for s in sweeps for r in self.store.runs(s.id)}
         for fault in open_faults:
-            fault.recovered_at, sweep = next(((t, s) for t, s in starts if t > fault.at), (None, None))
+            fault.waited_from = self.slot_free(fault, runs)
+            fault.recovered_at, sweep, fault.next_queued_at = next(
+                ((t, s, q) for t, s, q in starts if t > fault.at), (None, None, None)
+            )
             fault.next_stage = sweep is not None and sweep != fault.sweep
+            if fault.recovered_at is not None and owners.get(fault.sweep):
+                fault.driver_after = int(owners[fault.sweep].split(":")[1])
+
+    def slot_free(self, fault: Fault, runs: dict[str, Any]) -> float | None:
+        """When the sweep first had a free slot after the kill: at the kill if the kill ended a run (the run itself,
+        or those that died with their agent: they were re-queued or given up) or a slot was free already; else when
+        the first run then running ended on its own. Its next run cannot start sooner: its recovery counts from
+        then (a kill that stopped nothing costs only what it delays that start)."""
+        died = fault.part == "run" or any(
+            runs[i].attempt > tried or "agent lost" in str(runs[i].stop_reason) for i, tried in fault.running.items()
+        )
+        if died or len(fault.running) < WORKERS:
+            return fault.at
+        ends = [runs[i].ended_at for i in fault.running if runs[i].ended_at]
+        return max(fault.at, min(ends)) if ends else None
 
     def settle(self, c: Campaign) -> None:
         """Stop what the campaign left running (its external agent), by pid."""
@@ -350,15 +389,12 @@ class Bench:
                     }
                 )
             completed += ok
-        # Recovery within the sweep the kill hit; a kill at a stage's end is followed by the next stage's start-up
-        # (new processes: the campaign's sensor launches it), reported apart.
-        within = [f for f in self.faults if f.recovered_at is not None and not f.next_stage and not f.undisturbed]
-        recovery = [f.recovered_at - f.at for f in within]
-        undisturbed = [f.recovered_at - f.at for f in self.faults if f.recovered_at and f.undisturbed]
-        by_part = {
-            part: dist([f.recovered_at - f.at for f in within if f.part == part])
-            for part in sorted({f.part for f in self.faults})
-        }
+        # Recovery within the sweep the kill hit, from the moment a slot was free (Bench.slot_free); a kill at a
+        # stage's end is followed by the next stage's start-up (the campaign's sensor launches it), reported apart.
+        within = [f for f in self.faults if f.recovered_at and f.waited_from and not f.next_stage]
+        recovery = [_recovery(f) for f in within]
+        parts = sorted({f.part for f in self.faults})
+        by_part = {part: dist([_recovery(f) for f in within if f.part == part]) for part in parts}
         boundary = [f.recovered_at - f.at for f in self.faults if f.next_stage]
         return {
             "injections": len(self.faults),
@@ -376,13 +412,18 @@ class Bench:
             "recovery_s": dist(recovery),
             "recovery_s_by_part": by_part,
             "recovery_s_at_stage_end": dist(boundary),
-            "next_run_s_after_undisturbing_kills": dist(undisturbed),
+            "kill_to_next_run_s": dist([f.recovered_at - f.at for f in within]),
             "faults": [
                 {
                     "campaign": f.campaign,
                     "part": f.part,
                     "at_s": round(f.at - next(c.started for c in campaigns if c.name == f.campaign), 2),
-                    "recovery_s": None if f.recovered_at is None else round(f.recovered_at - f.at, 3),
+                    "recovery_s": None if f not in within else round(_recovery(f), 3),
+                    "slot_free_s": None if f.waited_from is None else round(f.waited_from - f.at, 3),
+                    "next_run_started_s": None if f.recovered_at is None else round(f.recovered_at - f.at, 3),
+                    "next_run_queued_s": None if f.next_queued_at is None else round(f.next_queued_at - f.at, 3),
+                    "driver": _driver_change(f),
+                    "runs_at_kill": f.runs_at_kill,
                     "next_stage": f.next_stage,
                     "undisturbed": f.undisturbed,
                     "note": f.note,
@@ -391,6 +432,20 @@ class Bench:
             ],
             "sweeps": sweeps,
         }
+
+
+def _recovery(f: Fault) -> float:
+    """Seconds from a free slot after the kill to the next run's start (a run claimed in the tick that recorded
+    the end of the one before it may carry the same timestamp, or a few ms less: never below 0)."""
+    assert f.recovered_at is not None and f.waited_from is not None
+    return max(0.0, f.recovered_at - f.waited_from)
+
+
+def _driver_change(f: Fault) -> str | None:
+    """Whether the sweep's driver at its recovery was the one at the kill ("same"), another ("new"), or unknown."""
+    if f.driver_before is None or f.driver_after is None:
+        return None
+    return "same" if f.driver_after == f.driver_before else "new"
 
 
 def _gone(pid: int) -> bool:
@@ -433,11 +488,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--lease-ttl", type=float, default=30.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "faults_results.json")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary SWEEPFLOW_HOME (store, logs) to read")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
-    with tempfile.TemporaryDirectory(prefix="sweepflow-faults-") as tmp:
+    prefix = "sweepflow-faults-"
+    kept = contextlib.nullcontext(tempfile.mkdtemp(prefix=prefix)) if args.keep else None
+    with kept or tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         home = Path(tmp) / "home"
+        if args.keep:
+            print(f"SWEEPFLOW_HOME kept: {home}")
         home.mkdir()
         bench = Bench(home, args)
         sampler = CpuSampler(f"SWEEPFLOW_HOME={home}")
@@ -491,19 +551,27 @@ def _print(r: dict[str, Any]) -> None:
         f"(unexplained {len(r['sweeps_short_unexplained'])}), store problems {len(r['store_problems'])}"
     )
     print(
-        f"recovery kill -> next run of the sweep started: n={rec['n']} p50 {fmt(rec.get('p50'), ' s', 2)}, "
+        f"recovery (kill, or the first free slot after it -> next run of the sweep started): n={rec['n']} "
+        f"p50 {fmt(rec.get('p50'), ' s', 2)}, "
         f"max {fmt(rec.get('max'), ' s', 2)}"
     )
     end = r["recovery_s_at_stage_end"]
     print(f"  at a stage's end (next stage's first run): n={end['n']} max {fmt(end.get('max'), ' s', 2)}")
-    calm = r["next_run_s_after_undisturbing_kills"]
+    raw = r["kill_to_next_run_s"]
     print(
-        f"  campaign / watching launch-sweep kills while a controller drove on (nothing to recover; next run at "
-        f"the sweep's cadence): "
-        f"n={calm['n']} p50 {fmt(calm.get('p50'), ' s', 2)} max {fmt(calm.get('max'), ' s', 2)}"
+        f"  (kill -> next run started, slots busy or not: p50 {fmt(raw.get('p50'), ' s', 2)} "
+        f"max {fmt(raw.get('max'), ' s', 2)})"
     )
     for part, d in r["recovery_s_by_part"].items():
         print(f"  {part:13s} n={d['n']:3d}  p50 {fmt(d.get('p50'), ' s', 2)}  max {fmt(d.get('max'), ' s', 2)}")
+    print("  the 5 slowest (s after the kill: a slot free / next run queued / started; the driver after it):")
+    timed = [f for f in r["faults"] if f["recovery_s"] is not None]
+    for f in sorted(timed, key=lambda f: -f["recovery_s"])[:5]:
+        print(
+            f"    {f['campaign']:4s} {f['part']:13s} at {f['at_s']:7.2f}: free {f['slot_free_s']:.2f}, queued "
+            f"{fmt(f['next_run_queued_s'], '', 2)}, started {f['next_run_started_s']:.2f}, driver {f['driver']}; "
+            f"runs then: {f['runs_at_kill']}"
+        )
     others = r["other_processes_cores_avg"] or 0.0
     print(f"load avg (1 min) {r['load_avg_1min_at_each_campaign_end']}, other processes {others:.2f} cores")
 
