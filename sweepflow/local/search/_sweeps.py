@@ -31,6 +31,7 @@ import numpy as np
 
 from sweepflow.config import SweepConfig
 from sweepflow.local.search._base import Searcher, Stopper, Trial, to_json
+from sweepflow.local.search._bayes import LeanBayes
 
 with warnings.catch_warnings():  # sweeps' pydantic config emits a v1-style deprecation warning on import
     warnings.simplefilter("ignore")
@@ -126,6 +127,7 @@ class SweepsSearcher(Searcher):
         self._runs: dict[str, tuple[tuple[Any, ...], SweepRun]] = {}
         # random: the space, validated once (what random_search_next_runs builds on every call)
         self._space = HyperParameterSet.from_config(self._config["parameters"]) if config.method == "random" else None
+        self._bayes: LeanBayes | None = None  # bayes: built at the first suggestion (and raising there, as sweeps)
         self.last_info: dict[str, Any] | None = None  # the engine's search_info (bayes: EI, prediction)
 
     def engine_runs(self, trials: Sequence[Trial]) -> list[SweepRun]:
@@ -149,11 +151,16 @@ class SweepsSearcher(Searcher):
                 return {k: to_json(v["value"]) for k, v in self._random_config().items()}
         runs = self.engine_runs(trials)
         with seeded(self._suggestion_seed(trials)):
-            run = sweeps.next_run(self._config, runs)
-        if run is None:
-            return None
-        self.last_info = to_json(run.search_info) if run.search_info else None
-        return {k: to_json(v["value"]) for k, v in run.config.items()}
+            if self._config["method"] == "bayes":
+                self._bayes = self._bayes or LeanBayes(self._config)
+                config, info = self._bayes.next_run(runs)
+            else:
+                run = sweeps.next_run(self._config, runs)
+                if run is None:
+                    return None
+                config, info = run.config, run.search_info
+        self.last_info = to_json(info) if info else None
+        return {k: to_json(v["value"]) for k, v in config.items()}
 
     def _random_config(self) -> dict[str, Any]:
         """One draw of ``sweeps.random_search_next_runs`` (the engine's loop, on the space validated once)."""
