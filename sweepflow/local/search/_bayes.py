@@ -13,8 +13,11 @@ What ``sweeps`` does on every call, and what is done here instead (issue 13, "Fa
 * asks the GP for the full 1000 x 1000 posterior covariance of the candidates and keeps its diagonal: here the
   diagonal is computed block by block (``kernel(X_b) - V_b.T @ V_b``), the very same sums for each entry.
 
-The GP fit is sweeps' own (``train_gaussian_process``), and everything from the fitted GP to the config
-(expected improvement, the kernel-bounds fallback, ``ppf``) is W&B's code. The global RNGs are consumed in the
+* fits its GP through scikit-learn's generic kernel machinery: :mod:`sweepflow.local.search._gp` computes the
+  same log-marginal likelihood without it.
+
+Everything from the fitted GP to the config (expected improvement, the kernel-bounds fallback, ``ppf``) is
+W&B's code. The global RNGs are consumed in the
 engine's order, so ``tests/search_tests/test_sweeps_engine.py`` can require identical configs and search info.
 """
 
@@ -29,6 +32,8 @@ import numpy as np
 from scipy import stats as scipy_stats
 from scipy.linalg import solve_triangular
 
+from sweepflow.local.search._gp import train_gaussian_process
+
 with warnings.catch_warnings():  # sweeps' pydantic config emits a v1-style deprecation warning on import
     warnings.simplefilter("ignore")
     from sweeps import RunState, SweepRun
@@ -37,7 +42,6 @@ with warnings.catch_warnings():  # sweeps' pydantic config emits a v1-style depr
         ImputeStrategy,
         bayes_baseline_validate_and_fill,
         filter_nans,
-        train_gaussian_process,
     )
     from sweeps.params import HyperParameter, HyperParameterSet
     from sweeps.run import is_number, run_state_is_terminal
@@ -187,7 +191,7 @@ def _next_sample(sample_X: np.ndarray, y: np.ndarray, d: int, current_X: Any) ->
     if X.shape[0] < 2:  # too few points to fit: a random point
         prediction = 0.0 if X.shape[0] < 1 else fy[0]
         return np.random.uniform(size=(1, d))[0], _info(1.0, prediction, np.nan, np.nan, "")
-    gp, y_mean, y_stddev = train_gaussian_process(X, fy, [[0.0, 1.0]] * d, current_X, 1.5, 100)
+    gp, y_mean, y_stddev = train_gaussian_process(X, fy, current_X)
     # next_sample's random_sample draws np.random.uniform() row by row: u * (1.0 - 0.0) + 0.0 == u
     test_X = np.random.uniform(size=(NUM_POINTS_TO_TRY, d))
     y_pred, y_pred_std = _predict(gp, test_X)
@@ -232,18 +236,18 @@ def _info(probability: Any, predicted: Any, std_dev: Any, improvement: Any, warn
 def _predict(gp: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``gp.predict(X, return_cov=True)`` reduced to what next_sample keeps: the mean and sqrt(diag(cov)).
 
-    sklearn's steps, except that ``kernel(X) - V.T @ V`` is formed block by block, which gives the same diagonal
-    (each entry is the same sum, taken by the same BLAS routine) without the 1000 x 1000 matrix.
+    sklearn's steps, except that the diagonal of ``V.T @ V`` is taken block by block, which gives the same
+    entries (each the same sum, taken by the same BLAS routine) without the 1000 x 1000 matrix.
     """
     K_trans = gp.kernel_(X, gp.X_train_)
     y_mean = gp._y_train_std * (K_trans @ gp.alpha_) + gp._y_train_mean
     if y_mean.ndim > 1 and y_mean.shape[1] == 1:
         y_mean = np.squeeze(y_mean, axis=1)
     V = solve_triangular(gp.L_, K_trans.T, lower=True, check_finite=False)
-    var = np.empty(len(X))
+    explained = np.empty(len(X))
     for start in range(0, len(X), BLOCK):
-        stop = start + BLOCK
-        Vb = V[:, start:stop]
-        var[start:stop] = np.diag(gp.kernel_(X[start:stop]) - Vb.T @ Vb)
-    var = (var[:, None] * gp._y_train_std**2).reshape(len(X))
+        Vb = V[:, start : start + BLOCK]
+        explained[start : start + BLOCK] = np.diag(Vb.T @ Vb)
+    # diag(kernel(X)) is kernel.diag(X) (Matern: ones); diag(A - B) is diag(A) - diag(B), entry by entry
+    var = ((gp.kernel_.diag(X) - explained)[:, None] * gp._y_train_std**2).reshape(len(X))
     return y_mean, np.sqrt(var)
