@@ -17,7 +17,7 @@ import warnings
 from typing import Any
 
 import numpy as np
-from scipy.linalg import cho_solve, cholesky
+from scipy.linalg.lapack import dpotrf, dpotrs
 from scipy.spatial.distance import pdist, squareform
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import Matern
@@ -53,20 +53,28 @@ class MaternGP(GaussianProcessRegressor):
         D = dists**2  # the kernel sums D over a size-1 axis: the sum is D itself
         K_gradient = squareform(3 * D * np.exp(-np.sqrt(3 * D)))[:, :, np.newaxis]
         # GaussianProcessRegressor.log_marginal_likelihood from here on (Alg. 2.1 and Eq. 5.9 of R&W)
-        K[np.diag_indices_from(K)] += self.alpha
-        try:
-            L = cholesky(K, lower=True, check_finite=False)
-        except np.linalg.LinAlgError:
+        n = K.shape[0]
+        K.flat[:: n + 1] += self.alpha  # K[np.diag_indices_from(K)] += alpha
+        # scipy's cholesky / cho_solve are these LAPACK calls (potrf with clean=True, potrs) behind array checks
+        L, info = dpotrf(K, lower=True, clean=True)
+        if info > 0:  # not positive definite: cholesky raises LinAlgError, which sklearn turns into this
             return -np.inf, np.zeros_like(theta)
         y_train = self.y_train_[:, np.newaxis]
-        alpha = cho_solve((L, True), y_train, check_finite=False)
+        alpha = _potrs(L, y_train)
         log_likelihood_dims = -0.5 * np.einsum("ik,ik->k", y_train, alpha)
         log_likelihood_dims -= np.log(np.diag(L)).sum()
-        log_likelihood_dims -= K.shape[0] / 2 * np.log(2 * np.pi)
+        log_likelihood_dims -= n / 2 * np.log(2 * np.pi)
         inner_term = np.einsum("ik,jk->ijk", alpha, alpha)
-        inner_term -= cho_solve((L, True), np.eye(K.shape[0]), check_finite=False)[..., np.newaxis]
+        inner_term -= _potrs(L, np.eye(n))[..., np.newaxis]
         gradient_dims = 0.5 * np.einsum("ijl,jik->kl", inner_term, K_gradient)
         return log_likelihood_dims.sum(axis=-1), gradient_dims.sum(axis=-1)
+
+
+def _potrs(L: np.ndarray, b: np.ndarray) -> np.ndarray:
+    x, info = dpotrs(L, b, lower=True)
+    if info != 0:
+        raise ValueError(f"illegal value in {-info}th argument of internal potrs")
+    return x
 
 
 def fit_normalized_gaussian_process(X: Any, y: Any, nu: float = 1.5) -> tuple[MaternGP, Any, Any]:
