@@ -154,7 +154,9 @@ class LeanBayes:
         if len(y) > 0:
             y[~np.isfinite(y)] = worst_metric
         warns = ""
-        if len(y) == 0 or y[~np.asarray(list(map(is_number, y)))].size == len(y):
+        # is_number per entry, which for a numeric array is np.isfinite (its entries are numpy Numbers, not bools)
+        numbers = np.isfinite(y) if y.dtype.kind in "fiu" else np.asarray(list(map(is_number, y)))
+        if len(y) == 0 or y[~numbers].size == len(y):
             warns += "\nSweep has no valid samples of the metric."
         y *= -1 if maximize else 1
         return sample_X, current_X, y, warns
