@@ -270,14 +270,16 @@ def _prior_trials(n: int, rows: int, rng: random.Random) -> list[Trial]:
     return out
 
 
-def _ms(fn, repeat: int) -> float:
-    """Median CPU ms of this process per call (CPU time, not wall: the figure survives a loaded machine)."""
-    times = []
-    for _ in range(repeat):
-        t0 = time.process_time()
-        fn()
-        times.append((time.process_time() - t0) * 1000)
-    return statistics.median(times)
+def _ms(fns: dict[str, Any], repeat: int) -> dict[str, float]:
+    """Median CPU ms of this process per call of each function (CPU time, not wall: the figure survives a loaded
+    machine), the functions called in turn, in alternating order, so a change of load reaches them alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for i in range(repeat):
+        for name in list(fns)[:: 1 if i % 2 else -1]:
+            t0 = time.process_time()
+            fns[name]()
+            times[name].append((time.process_time() - t0) * 1000)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 @contextlib.contextmanager
@@ -293,6 +295,21 @@ def _caches_rebuilt() -> Iterator[None]:
         _optuna._carry_caches = carry
 
 
+def _optuna_step(engine: str, trials: list[Trial], context: Any = contextlib.nullcontext) -> Any:
+    """One suggestion after adding one finished trial to a study already holding ``trials`` (built here)."""
+    s = searcher_for(load_sweep_config(_config(LAT_SPACE, engine)), 1)
+    extra = list(trials)
+    with context():
+        s.suggest(extra)
+
+    def step() -> None:
+        with context():
+            c = s.suggest(extra)
+        extra.append(Trial(f"x{len(extra)}", c, "finished", {"loss": branin(c)}))
+
+    return step
+
+
 def latency(sizes: list[int], repeat: int) -> dict[str, Any]:
     import sweeps
 
@@ -305,8 +322,6 @@ def latency(sizes: list[int], repeat: int) -> dict[str, Any]:
             trials = _prior_trials(n, rows, rng)
             lean = searcher_for(bayes, 1)
             lean.suggest(trials)  # first call builds the run cache, as a controller's first tick does
-            row: dict[str, Any] = {"wandb-bayes lean (ms)": _ms(lambda t=trials, s=lean: s.suggest(t), repeat)}
-
             lean_runs = lean.engine_runs(trials)
 
             def engine_on_lean(runs=lean_runs) -> None:
@@ -317,29 +332,24 @@ def latency(sizes: list[int], repeat: int) -> dict[str, Any]:
                 with seeded(1):
                     sweeps.next_run(bayes.engine_config(), [sweep_run(x) for x in t])
 
-            row["wandb-bayes engine on lean runs (ms)"] = _ms(engine_on_lean, repeat)
-            row["wandb-bayes unmodified (ms)"] = _ms(unmodified, max(1, repeat // 2))
+            row: dict[str, Any] = {
+                f"{name} (ms)": ms
+                for name, ms in _ms(
+                    {
+                        "wandb-bayes lean": lambda t=trials, s=lean: s.suggest(t),
+                        "wandb-bayes engine on lean runs": engine_on_lean,
+                    },
+                    repeat,
+                ).items()
+            }
+            row["wandb-bayes unmodified (ms)"] = _ms({"": unmodified}, max(1, repeat // 2))[""]
             row["ratio"] = row["wandb-bayes unmodified (ms)"] / row["wandb-bayes lean (ms)"]
             if rows == 1:
-                for engine, label, context in (
-                    ("optuna-tpe", "optuna-tpe", contextlib.nullcontext),
-                    ("optuna-tpe", "optuna-tpe caches rebuilt", _caches_rebuilt),
-                    ("optuna-gp", "optuna-gp", contextlib.nullcontext),
-                ):
-                    if engine == "optuna-gp" and n > 400:
-                        continue
-                    cfg = load_sweep_config({**_config(LAT_SPACE, engine)})
-                    s = searcher_for(cfg, 1)
-                    s.suggest(trials)
-                    # the study is built once; each later call adds one finished trial, as in a sweep
-                    extra = list(trials)
-
-                    def step(s=s, extra=extra) -> None:
-                        c = s.suggest(extra)
-                        extra.append(Trial(f"x{len(extra)}", c, "finished", {"loss": branin(c)}))
-
-                    with context():
-                        row[f"{label} (ms)"] = _ms(step, repeat)
+                tpe = {"optuna-tpe": _optuna_step("optuna-tpe", trials)}
+                tpe["optuna-tpe caches rebuilt"] = _optuna_step("optuna-tpe", trials, _caches_rebuilt)
+                row.update({f"{name} (ms)": ms for name, ms in _ms(tpe, repeat).items()})
+                if n <= 400:
+                    row["optuna-gp (ms)"] = _ms({"": _optuna_step("optuna-gp", trials)}, repeat)[""]
             out[f"{n} runs x {rows} rows"] = row
             print(n, rows, {k: round(v, 1) for k, v in row.items()}, flush=True)
     return out
