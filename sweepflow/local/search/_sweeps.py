@@ -9,7 +9,8 @@ What the engine reads of a run is small, so that is all it is given. bayes reads
 over the history and summary, and the last valid history value (``impute: latest``); nothing else of a history.
 So each run reaches it as at most three history rows (min, max, last of the valid values) and a one-key
 summary, and the :class:`SweepRun` built from that is cached while the run does not change (its state, history
-length and summary value). The suggestions are
+length and summary value). The bayes suggestion itself is W&B's, computed by :mod:`sweepflow.local.search._bayes`
+without the per-call work that does not change between suggestions. The suggestions and their search info are
 identical to the unmodified engine's given whole histories (``tests/search_tests/test_sweeps_engine.py``).
 
 random reads no run at all, and the engine re-validates the whole parameter space (jsonschema, ~2 ms) on every
