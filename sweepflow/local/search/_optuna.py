@@ -4,9 +4,10 @@ The sweep's runs are mirrored into an in-memory Optuna study, one trial per run 
 this searcher proposed are Optuna's own asked trials (told when they end), any other run (a warm-start prior,
 a run from before a controller restart) is added as a finished trial. Each suggestion builds the sampler afresh
 with the seed ``(sweep seed, n)``, so a controller rebuilt from the store proposes what the first one would
-have (TPE, GP, random: tested). Two samplers keep state in the study that a rebuild cannot restore: CMA-ES (its
-generation, in the asked trials) and QMC (its position in the sequence): after a controller restart they are
-reproducible but continue differently.
+have (TPE, GP, random: tested); only the sampler's cache of the study's search space, which holds no randomness,
+carries over from one suggestion to the next (:func:`_carry_caches`). Two samplers keep state in the study that
+a rebuild cannot restore: CMA-ES (its generation, in the asked trials) and QMC (its position in the sequence):
+after a controller restart they are reproducible but continue differently.
 
 W&B's distributions map onto Optuna's: ``int_uniform`` -> int, ``uniform`` / ``q_uniform`` -> float (with a
 step), the log forms (``log_uniform_values``, ``inv_log_uniform_values``, and the deprecated exponent forms) ->
