@@ -6,7 +6,7 @@
         --plot bench/search_quality_digits.png
     python bench/bench_search.py report --from bench/search_quality.json --plot bench/search_quality.png
     python bench/bench_search.py report --from a.json --from b.json    # seeds of both runs pooled
-    python bench/bench_search.py latency --out bench/search_latency.json
+    OMP_NUM_THREADS=1 python bench/bench_search.py latency --repeat 15 --out bench/search_latency.json
     python bench/bench_search.py quality --smoke    # tests/local_tests/test_bench_smoke.py
 
 quality: best-found regret after 10 / 20 / 40 trials, median and IQR over seeds, on Branin and Hartmann6 (closed
@@ -17,8 +17,10 @@ the same total budget, one trial at a time: the single samplers (W&B random and 
 one-stage pipeline, the named strategies of :mod:`sweepflow.config.strategies` as ``strategy: NAME``, and a few
 variants of them (other explore sizes), registered here under their own names so they take the same path.
 
-latency: CPU ms per suggestion against N prior finished runs with short (1 row) or 1000-row histories: W&B bayes fed
-lean (what the controller does now) beside W&B's unmodified engine given whole histories, and Optuna's samplers.
+latency: CPU ms per suggestion against N prior finished runs with short (1 row) or 1000-row histories: W&B bayes as
+the controller runs it (lean runs, :mod:`sweepflow.local.search._bayes`) beside ``sweeps.next_run`` given the same lean
+runs (the path before it) and W&B's unmodified engine given whole histories; Optuna's TPE (with and without the
+search-space cache carried between suggestions) and GP.
 """
 
 from __future__ import annotations
@@ -268,14 +270,44 @@ def _prior_trials(n: int, rows: int, rng: random.Random) -> list[Trial]:
     return out
 
 
-def _ms(fn, repeat: int) -> float:
-    """Median CPU ms of this process per call (CPU time, not wall: the figure survives a loaded machine)."""
-    times = []
-    for _ in range(repeat):
-        t0 = time.process_time()
-        fn()
-        times.append((time.process_time() - t0) * 1000)
-    return statistics.median(times)
+def _ms(fns: dict[str, Any], repeat: int) -> dict[str, float]:
+    """Median CPU ms of this process per call of each function (CPU time, not wall: the figure survives a loaded
+    machine), the functions called in turn, in alternating order, so a change of load reaches them alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for i in range(repeat):
+        for name in list(fns)[:: 1 if i % 2 else -1]:
+            t0 = time.process_time()
+            fns[name]()
+            times[name].append((time.process_time() - t0) * 1000)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+@contextlib.contextmanager
+def _caches_rebuilt() -> Iterator[None]:
+    """Optuna's samplers as before the search-space cache was carried over: every suggestion recomputes it."""
+    from sweepflow.local.search import _optuna
+
+    carry = _optuna._carry_caches
+    _optuna._carry_caches = lambda old, new: new
+    try:
+        yield
+    finally:
+        _optuna._carry_caches = carry
+
+
+def _optuna_step(engine: str, trials: list[Trial], context: Any = contextlib.nullcontext) -> Any:
+    """One suggestion after adding one finished trial to a study already holding ``trials`` (built here)."""
+    s = searcher_for(load_sweep_config(_config(LAT_SPACE, engine)), 1)
+    extra = list(trials)
+    with context():
+        s.suggest(extra)
+
+    def step() -> None:
+        with context():
+            c = s.suggest(extra)
+        extra.append(Trial(f"x{len(extra)}", c, "finished", {"loss": branin(c)}))
+
+    return step
 
 
 def latency(sizes: list[int], repeat: int) -> dict[str, Any]:
@@ -290,29 +322,34 @@ def latency(sizes: list[int], repeat: int) -> dict[str, Any]:
             trials = _prior_trials(n, rows, rng)
             lean = searcher_for(bayes, 1)
             lean.suggest(trials)  # first call builds the run cache, as a controller's first tick does
-            row: dict[str, Any] = {"wandb-bayes lean (ms)": _ms(lambda t=trials, s=lean: s.suggest(t), repeat)}
+            lean_runs = lean.engine_runs(trials)
+
+            def engine_on_lean(runs=lean_runs) -> None:
+                with seeded(1):
+                    sweeps.next_run(bayes.engine_config(), runs)
 
             def unmodified(t=trials) -> None:
                 with seeded(1):
                     sweeps.next_run(bayes.engine_config(), [sweep_run(x) for x in t])
 
-            row["wandb-bayes unmodified (ms)"] = _ms(unmodified, max(1, repeat // 2))
+            row: dict[str, Any] = {
+                f"{name} (ms)": ms
+                for name, ms in _ms(
+                    {
+                        "wandb-bayes lean": lambda t=trials, s=lean: s.suggest(t),
+                        "wandb-bayes engine on lean runs": engine_on_lean,
+                    },
+                    repeat,
+                ).items()
+            }
+            row["wandb-bayes unmodified (ms)"] = _ms({"": unmodified}, max(1, repeat // 2))[""]
             row["ratio"] = row["wandb-bayes unmodified (ms)"] / row["wandb-bayes lean (ms)"]
             if rows == 1:
-                for engine in ("optuna-tpe", "optuna-gp"):
-                    if engine == "optuna-gp" and n > 400:
-                        continue
-                    cfg = load_sweep_config({**_config(LAT_SPACE, engine)})
-                    s = searcher_for(cfg, 1)
-                    s.suggest(trials)
-                    # the study is built once; each later call adds one finished trial, as in a sweep
-                    extra = list(trials)
-
-                    def step(s=s, extra=extra) -> None:
-                        c = s.suggest(extra)
-                        extra.append(Trial(f"x{len(extra)}", c, "finished", {"loss": branin(c)}))
-
-                    row[f"{engine} (ms)"] = _ms(step, repeat)
+                tpe = {"optuna-tpe": _optuna_step("optuna-tpe", trials)}
+                tpe["optuna-tpe caches rebuilt"] = _optuna_step("optuna-tpe", trials, _caches_rebuilt)
+                row.update({f"{name} (ms)": ms for name, ms in _ms(tpe, repeat).items()})
+                if n <= 400:
+                    row["optuna-gp (ms)"] = _ms({"": _optuna_step("optuna-gp", trials)}, repeat)[""]
             out[f"{n} runs x {rows} rows"] = row
             print(n, rows, {k: round(v, 1) for k, v in row.items()}, flush=True)
     return out
@@ -326,7 +363,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--problems", default="branin,hartmann6")
     parser.add_argument("--arms", default=",".join(ARMS))
-    parser.add_argument("--sizes", default="100,400,1000")
+    parser.add_argument("--sizes", default="100,300,400,1000")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="quality: 1 seed, 3 trials, 2 arms without torch")
     parser.add_argument("--out", type=Path)

@@ -91,6 +91,23 @@ def test_samplers_are_seeded_and_a_restarted_controller_continues_the_sequence(s
         assert c["block"]["act"] == "relu" and 0 <= c["block"]["drop"] <= 0.5
 
 
+def test_the_search_space_cache_lives_through_the_sweep_and_changes_no_suggestion() -> None:
+    # Each suggestion's sampler is new (seeded from (seed, n)); the study's search space, which it caches, is
+    # carried from one to the next instead of recomputed over every trial. A controller restarted at every step
+    # (every cache rebuilt from the trials) proposes the same configs, failed and running trials included.
+    cfg = load_sweep_config(_optuna("TPESampler", {"n_startup_trials": 4}))
+    carried = searcher_for(cfg, 5)
+    trials: list[Trial] = []
+    caches = []
+    for i in range(12):
+        suggestion = carried.suggest(trials)
+        assert searcher_for(cfg, 5).suggest(trials) == suggestion
+        caches.append(carried.study.sampler._search_space)
+        state = "failed" if i == 5 else "running" if i == 8 else "finished"
+        trials.append(Trial(str(i), suggestion, state, {"loss": _loss(suggestion)}))
+    assert all(cache is caches[0] for cache in caches)
+
+
 def test_tpe_learns_from_warm_start_priors_and_skips_those_outside_the_space() -> None:
     cfg = load_sweep_config(_optuna("TPESampler", {"n_startup_trials": 2}))
     good = {**_sequence(_optuna("RandomSampler"), 1, 1)[0], "x": 1.0}

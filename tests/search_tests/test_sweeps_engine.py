@@ -3,6 +3,7 @@ unmodified engine proposes from whole histories, seeded alike; and a sweep seed 
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from sweepflow.config import load_sweep_config
-from sweepflow.local.search import SweepsSearcher, Trial, derived_seed, searcher_for
+from sweepflow.local.search import SweepsSearcher, Trial, derived_seed, searcher_for, to_json
 from sweepflow.local.search._sweeps import seeded, sweep_run
 from sweepflow.store import get_store
 
@@ -77,20 +78,81 @@ def test_lean_bayes_suggests_exactly_what_whole_histories_give(goal, impute, whi
     rng = random.Random(runs)
     trials = _trials(rng, runs, 40)
     searcher = SweepsSearcher(config, seed=11)
-    import sweeps
-
     for _ in range(2):  # the second call reuses cached runs
-        ours = searcher.suggest(trials)
+        _assert_as_unmodified(searcher, config, trials)
         if fits:
             assert "random sample" not in (searcher.last_info or {}).get("warnings", ""), "the GP must fit"
-        n, attempt = searcher._last_draw
-        with seeded(derived_seed(11, n, attempt)):
-            theirs = sweeps.next_run(config.engine_config(), [sweep_run(t) for t in trials])
-        assert ours == {k: v["value"] for k, v in theirs.config.items()}
         trials = [*trials[:-1], Trial(trials[-1].id, trials[-1].config, "finished", {"loss": 0.0})]
     # The engine was given at most three rows per run, and only the metric.
     lean = searcher.engine_runs(trials)
     assert all(len(r.history) <= 3 and set(r.summary_metrics) <= {"loss"} for r in lean)
+
+
+def _assert_as_unmodified(searcher: SweepsSearcher, config, trials: list[Trial]) -> dict:
+    """The searcher's next suggestion and search info are the unmodified engine's, given whole histories."""
+    import sweeps
+
+    ours = searcher.suggest(trials)
+    n, attempt = searcher._last_draw
+    with seeded(derived_seed(searcher.seed, n, attempt)):
+        theirs = sweeps.next_run(config.engine_config(), [sweep_run(t) for t in trials])
+    assert ours == to_json({k: v["value"] for k, v in theirs.config.items()})
+    # json.dumps: the info holds NaN (no prediction without a fit), which == would never match
+    assert json.dumps(searcher.last_info) == json.dumps(to_json(theirs.search_info))
+    return ours
+
+
+def test_lean_bayes_is_the_engine_over_every_parameter_kind_at_400_runs_with_long_histories() -> None:
+    # The issue's point (400 prior runs, long histories) over nested, categorical, log, int, q and constant
+    # parameters, then a few suggestions in sequence with running / failed / new runs in between.
+    parameters = {
+        "x": {"min": -5.0, "max": 10.0},
+        "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
+        "n": {"distribution": "int_uniform", "min": 1, "max": 9},
+        "q": {"distribution": "q_uniform", "min": 0, "max": 1, "q": 0.25},
+        "opt": {"values": ["adam", "sgd", "rms"]},
+        "c": {"value": 3},
+        "net": {"parameters": {"width": {"values": [8, 16, 32]}, "drop": {"min": 0.0, "max": 0.5}}},
+    }
+    metric = {"name": "loss", "goal": "maximize", "impute": "latest", "impute_while_running": "worst"}
+    config = load_sweep_config({"method": "bayes", "metric": metric, "parameters": parameters})
+    rng = random.Random(400)
+
+    def draw() -> dict:
+        return {
+            "x": rng.uniform(-5, 10),
+            "lr": 10 ** rng.uniform(-5, -1),
+            "n": rng.randint(1, 9),
+            "q": rng.choice([0, 0.25, 0.5, 1.0]),
+            "opt": rng.choice(["adam", "sgd", "rms"]),
+            "c": 3,
+            "net": {"width": rng.choice([8, 16, 32]), "drop": rng.uniform(0, 0.5)},
+        }
+
+    def loss(c: dict) -> float:
+        return -((c["x"] - 2) ** 2) / 10 - (c["opt"] == "sgd") - c["net"]["drop"] - abs(math.log10(c["lr"]) + 3)
+
+    trials = []
+    for i in range(400):
+        c = draw()
+        history = _history(rng, rng.randint(0, 300), loss(c))
+        state = rng.choice(STATES) if i % 4 == 0 else "finished"
+        summary = {"loss": history[-1].get("loss", 0.0)} if history else {}
+        trials.append(Trial(f"r{i}", c, state, summary, history))
+    searcher = SweepsSearcher(config, seed=7)
+    for step in range(3):
+        c = _assert_as_unmodified(searcher, config, trials)
+        assert "random sample" not in (searcher.last_info or {}).get("warnings", ""), "the GP must fit"
+        trials.append(Trial(f"s{step}", c, ["running", "failed", "finished"][step], {"loss": loss(c)}, [{"loss": 0}]))
+
+
+@pytest.mark.parametrize("runs", [0, 1, 2])
+def test_lean_bayes_is_the_engine_before_there_are_two_points_to_fit(runs: int) -> None:
+    config = load_sweep_config(
+        {"method": "bayes", "metric": {"name": "loss"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    )
+    trials = [Trial(str(i), {"x": i / 3}, "finished", {"loss": float(i)}) for i in range(runs)]
+    _assert_as_unmodified(SweepsSearcher(config, seed=1), config, trials)
 
 
 def test_random_draws_exactly_what_the_engine_draws_from_the_space_validated_once() -> None:

@@ -4,9 +4,10 @@ The sweep's runs are mirrored into an in-memory Optuna study, one trial per run 
 this searcher proposed are Optuna's own asked trials (told when they end), any other run (a warm-start prior,
 a run from before a controller restart) is added as a finished trial. Each suggestion builds the sampler afresh
 with the seed ``(sweep seed, n)``, so a controller rebuilt from the store proposes what the first one would
-have (TPE, GP, random: tested). Two samplers keep state in the study that a rebuild cannot restore: CMA-ES (its
-generation, in the asked trials) and QMC (its position in the sequence): after a controller restart they are
-reproducible but continue differently.
+have (TPE, GP, random: tested); only the sampler's cache of the study's search space, which holds no randomness,
+carries over from one suggestion to the next (:func:`_carry_caches`). Two samplers keep state in the study that
+a rebuild cannot restore: CMA-ES (its generation, in the asked trials) and QMC (its position in the sequence):
+after a controller restart they are reproducible but continue differently.
 
 W&B's distributions map onto Optuna's: ``int_uniform`` -> int, ``uniform`` / ``q_uniform`` -> float (with a
 step), the log forms (``log_uniform_values``, ``inv_log_uniform_values``, and the deprecated exponent forms) ->
@@ -335,13 +336,28 @@ class OptunaSearcher(Searcher):
     def suggest(self, trials: Sequence[Trial]) -> dict[str, Any] | None:
         seed = self._suggestion_seed(trials)
         self.sync(trials)
-        self.study.sampler = self._sampler(seed)
+        self.study.sampler = _carry_caches(self.study.sampler, self._sampler(seed))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             asked = self.study.ask(fixed_distributions=self.space.distributions)
         config = self.space.to_config(asked.params)
         self._asked[json.dumps(config, sort_keys=True)] = asked.number
         return config
+
+
+#: Samplers' caches of the study's search space (the intersection of every trial's distributions, updated from
+#: the trials added since the last call). They hold no randomness, so they carry over from one suggestion's sampler
+#: to the next; rebuilt, every suggestion would walk all trials again (TPE: 1.9 ms at 300 trials, 6.5 at 1000).
+_SEARCH_SPACE_CACHES = ("_search_space", "_group_decomposed_search_space", "_intersection_search_space")
+
+
+def _carry_caches(old: Any, new: Any) -> Any:
+    """``new`` with the search-space caches of ``old``, the sampler of the same study until now."""
+    if type(old) is type(new):
+        for name in _SEARCH_SPACE_CACHES:
+            if getattr(old, name, None) is not None and hasattr(new, name):
+                setattr(new, name, getattr(old, name))
+    return new
 
 
 class OptunaPrunerStopper(Stopper):

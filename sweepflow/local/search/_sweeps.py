@@ -9,7 +9,8 @@ What the engine reads of a run is small, so that is all it is given. bayes reads
 over the history and summary, and the last valid history value (``impute: latest``); nothing else of a history.
 So each run reaches it as at most three history rows (min, max, last of the valid values) and a one-key
 summary, and the :class:`SweepRun` built from that is cached while the run does not change (its state, history
-length and summary value). The suggestions are
+length and summary value). The bayes suggestion itself is W&B's, computed by :mod:`sweepflow.local.search._bayes`
+without the per-call work that does not change between suggestions. The suggestions and their search info are
 identical to the unmodified engine's given whole histories (``tests/search_tests/test_sweeps_engine.py``).
 
 random reads no run at all, and the engine re-validates the whole parameter space (jsonschema, ~2 ms) on every
@@ -31,6 +32,7 @@ import numpy as np
 
 from sweepflow.config import SweepConfig
 from sweepflow.local.search._base import Searcher, Stopper, Trial, to_json
+from sweepflow.local.search._bayes import LeanBayes
 
 with warnings.catch_warnings():  # sweeps' pydantic config emits a v1-style deprecation warning on import
     warnings.simplefilter("ignore")
@@ -126,6 +128,7 @@ class SweepsSearcher(Searcher):
         self._runs: dict[str, tuple[tuple[Any, ...], SweepRun]] = {}
         # random: the space, validated once (what random_search_next_runs builds on every call)
         self._space = HyperParameterSet.from_config(self._config["parameters"]) if config.method == "random" else None
+        self._bayes: LeanBayes | None = None  # bayes: built at the first suggestion (and raising there, as sweeps)
         self.last_info: dict[str, Any] | None = None  # the engine's search_info (bayes: EI, prediction)
 
     def engine_runs(self, trials: Sequence[Trial]) -> list[SweepRun]:
@@ -149,11 +152,16 @@ class SweepsSearcher(Searcher):
                 return {k: to_json(v["value"]) for k, v in self._random_config().items()}
         runs = self.engine_runs(trials)
         with seeded(self._suggestion_seed(trials)):
-            run = sweeps.next_run(self._config, runs)
-        if run is None:
-            return None
-        self.last_info = to_json(run.search_info) if run.search_info else None
-        return {k: to_json(v["value"]) for k, v in run.config.items()}
+            if self._config["method"] == "bayes":
+                self._bayes = self._bayes or LeanBayes(self._config)
+                config, info = self._bayes.next_run(runs)
+            else:
+                run = sweeps.next_run(self._config, runs)
+                if run is None:
+                    return None
+                config, info = run.config, run.search_info
+        self.last_info = to_json(info) if info else None
+        return {k: to_json(v["value"]) for k, v in config.items()}
 
     def _random_config(self) -> dict[str, Any]:
         """One draw of ``sweeps.random_search_next_runs`` (the engine's loop, on the space validated once)."""
