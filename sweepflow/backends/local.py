@@ -34,7 +34,7 @@ from sweepflow.config import SweepConfig
 from sweepflow.errors import Issue, SweepflowError
 from sweepflow.local.command import JobError, ResolvedJob
 from sweepflow.local.drive import DEFAULT_QUEUE
-from sweepflow.local.processes import owner_is_dead
+from sweepflow.local.processes import owner_is_dead, uninterrupted
 from sweepflow.local.registry import resolve_program
 from sweepflow.local.search import engine_problems
 from sweepflow.local.txlog import RunLog, TransactionLogError, find_run_file
@@ -318,31 +318,13 @@ class LocalBackend(Backend):
         """Start a controller that stands by for the one driving ``sweep_id`` in this process (``sweepflow
         controller`` waits on its pidfd, loading the engine, and takes over the moment it dies), unless the one this
         process started is still alive. The driving loop calls it (see :func:`sweepflow.local.drive.drive`), so a
-        standby that took over starts its own at once.
-
-        The standby is started and recorded from a thread: Python runs signal handlers in the main thread only, so
-        a Ctrl-C cannot fall between the start and the record, which would leave a standby :meth:`stop_standby`
-        does not know of (it waits for the record: the lock is held until then).
-        """
-        started: list[bool] = []
-        failed: list[BaseException] = []
-
-        def start() -> None:
-            try:
-                with _SPAWN_LOCK:
-                    ours = self._spawned(sweep_id)
-                    if not ours:
-                        ours.append(self._spawn_controller(sweep_id, standby=True))
-                        started.append(True)
-            except BaseException as exc:  # raised in the caller's thread below
-                failed.append(exc)
-
-        thread = threading.Thread(target=start, name="start-standby")
-        thread.start()
-        thread.join()
-        if failed:
-            raise failed[0]
-        return bool(started)
+        standby that took over starts its own at once."""
+        with _SPAWN_LOCK, uninterrupted():  # a Ctrl-C right after the start must not leave a standby unknown
+            ours = self._spawned(sweep_id)
+            if ours:
+                return False
+            ours.append(self._spawn_controller(sweep_id, standby=True))
+        return True
 
     def _spawned(self, sweep_id: str) -> list[subprocess.Popen[bytes]]:
         """The live controllers this process started for ``sweep_id`` (call under the lock); ended ones of any

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 from sweepflow.config import SweepConfig
 from sweepflow.local.command import JobError, ResolvedJob, build_command
 from sweepflow.local.outcome import end_state
-from sweepflow.local.processes import die_with_parent
+from sweepflow.local.processes import die_with_parent, uninterrupted
 from sweepflow.local.runner import EXIT_RECORD_WAIT, RunProcess, RunSpec
 from sweepflow.local.txlog import RunLog
 from sweepflow.settings import DEFAULTS
@@ -159,19 +159,20 @@ class Agent:
         for item_id, active in list(self.active.items()):
             if report and active.code is None:
                 done.rows += self._report(item_id, active)
-            done.exited += self._exited(item_id, active, now)
-            if self._settled(item_id, active, now):
-                done.finished += 1
+            with uninterrupted():  # an outcome is recorded and the run let go together
+                done.exited += self._exited(item_id, active, now)
+                done.finished += self._settled(item_id, active, now)
         if sync or now >= self._beat_at:
             self._beat(now, done)
         while claim and self.quit_reason is None and self.running < self.max_jobs:
-            got = self.store.claim_next(self.queue, self.id, lease_ttl=self.lease_ttl, now=now)
-            if got is None:
-                break
-            if self._start(got, now):
-                done.started += 1
-            else:
-                done.finished += 1  # it ended without starting (a bad job, or the claim went away)
+            with uninterrupted():  # a run claimed is started and kept, or not claimed: never claimed and dropped
+                got = self.store.claim_next(self.queue, self.id, lease_ttl=self.lease_ttl, now=now)
+                if got is None:
+                    break
+                if self._start(got, now):
+                    done.started += 1
+                else:
+                    done.finished += 1  # it ended without starting (a bad job, or the claim went away)
         return done
 
     def _beat(self, now: float, done: AgentTick) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from sweepflow.backends.local import LocalBackend
 from sweepflow.errors import SweepflowError
+from sweepflow.local.processes import interrupt_on_signals
 from tests.backend_tests.conftest import curve_config, sweep
 
 
@@ -206,7 +207,7 @@ def test_a_ctrl_c_the_moment_a_standby_starts_leaves_no_standby_behind(backend: 
 
     monkeypatch.setattr(backend, "_spawn_controller", spawn)
     try:
-        with pytest.raises(KeyboardInterrupt):
+        with interrupt_on_signals(), pytest.raises(KeyboardInterrupt):  # as `launch-sweep --wait` runs
             backend.ensure_standby("s")
             time.sleep(1)  # the interrupt is raised by now wherever it lands
         backend.stop_standby("s")  # what the driving loop's `finally` does
