@@ -60,7 +60,6 @@ LEASE_EXPIRED_REASON = "agent lost (lease expired)"
 AGENT_STALE_AFTER_S = 60.0
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
-_IN_CHUNK = 500  # ids per ``IN (...)``: well under SQLite's bound on variables in a statement
 _E = TypeVar("_E", SweepState, RunState, ItemState)
 _R = TypeVar("_R", Sweep, Run, QueueItem, Queue, Agent)
 
@@ -572,50 +571,22 @@ class Store:
         with self._read() as conn:
             return [_run(row) for row in conn.execute(query)]
 
-    def run_changes(self, sweep_id: str, *, since: int | None, versions: Mapping[str, Any]) -> RunChanges:
-        """The runs a reader holding a copy of the sweep's runs must read again, given what its last call returned
-        (``since`` and ``versions``; ``None`` and ``{}`` the first time, which reads every run): every run queued
-        since (new, or queued again), every run in flight whose version changed, and every run that was in flight
-        and is no more.
+    def run_changes(self, sweep_id: str, *, since: int | None) -> RunChanges:
+        """The runs of the sweep written since a reader's last call, by number: every run whose change counter
+        (``runs.change_seq``, set by the database on every insert and update of a run) is above ``since``, the
+        ``since`` of the last call's answer. ``None`` (a first read) reads every run.
 
-        A reader who reads every run each time pays for every finished run on every read; this costs what
-        changed plus one narrow row per run in flight. It relies on which runs can change: every write to a run
-        happens while it is pending or running, except :meth:`requeue_run`, which gives the run a new queue
-        item, as :meth:`add_run` does; items are numbered in commit order (AUTOINCREMENT under the write lock),
-        so the items above ``since`` name every run queued since. (:meth:`append_history` without ``item_id``
-        could still change an ended run's summary; nothing in sweepflow calls it so for an ended run.) A run's
-        version is the columns those writes touch, the summary as its stored text: compared, not decoded.
+        A reader holding a copy of the sweep's runs pays for what changed, not for the runs it holds: one range
+        of an index, whatever the number of runs ended or in flight.
         """
-        r, items = t.runs.c, t.queue_items.c
-        version_cols = (
-            r.id,
-            r.state,
-            r.attempt,
-            r.stop_requested,
-            r.exit_code,
-            r.agent_id,
-            type_coerce(r.summary, Text),
-        )
-        live = [RunState.PENDING.value, RunState.RUNNING.value]
+        r = t.runs.c
+        query = select(t.runs).where(r.sweep_id == sweep_id).order_by(r.number)
+        if since is not None:
+            query = query.where(r.change_seq > since)
         with self._read() as conn:
-            top = conn.scalar(select(func.coalesce(func.max(items.id), 0)))
-            found: dict[str, Run] = {}
-            if since is None:  # a first read: every run
-                found = {run.id: run for run in map(_run, conn.execute(select(t.runs).where(r.sweep_id == sweep_id)))}
-                stale: set[str] = set()
-            else:  # the items above `since` (a range of the primary key; joined to runs, SQLite would walk the runs)
-                stale = set(conn.scalars(select(items.run_id).where(items.id > since, items.id <= top)))
-            now_live = {
-                row[0]: tuple(row[1:])
-                for row in conn.execute(select(*version_cols).where(r.sweep_id == sweep_id, r.state.in_(live))).all()
-            }
-            stale.update(run_id for run_id, version in now_live.items() if versions.get(run_id) != version)
-            stale.update(run_id for run_id in versions if run_id not in now_live)  # ended since
-            ids = sorted(stale - found.keys())
-            for i in range(0, len(ids), _IN_CHUNK):
-                chunk = select(t.runs).where(r.id.in_(ids[i : i + _IN_CHUNK]), r.sweep_id == sweep_id)
-                found.update((run.id, run) for run in map(_run, conn.execute(chunk)))
-        return RunChanges(sorted(found.values(), key=lambda run: run.number), now_live, top)
+            rows = conn.execute(query).all()
+        top = max((row.change_seq for row in rows), default=since or 0)
+        return RunChanges([_run(row) for row in rows], top)
 
     def counts(self, sweep_id: str) -> dict[RunState, int]:
         """Runs of the sweep per state; every state is present, zeros included."""

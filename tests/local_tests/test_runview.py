@@ -52,15 +52,31 @@ def test_a_view_refreshed_by_changes_equals_a_full_read_at_every_step(seed: int)
             crashed = store.runs(sweep.id, states=["crashed"])
             if crashed:
                 store.requeue_run(rng.choice(crashed).id, now=now)
+        elif running:  # the process exited; its agent records how it ended next
+            run = rng.choice(running)
+            store.record_exit(run.id, rng.choice([0, 1]), item_id=claims[run.id])
         if rng.random() < 0.5:  # the controller does not tick after every change
             continue
-        view.refresh()
-        everything = store.runs(sweep.id)
-        assert view.runs == everything
-        assert view.trials == [trial_of(r) for r in everything]
-        assert view.in_flight == {r.id: r for r in everything if not r.state.is_terminal}
-        ended = [r for r in everything if r.state.is_terminal]
-        expected = max(ended, key=lambda r: (r.ended_at or 0, r.number)) if ended else None
-        assert view.last_ended() == expected
+        assert_same(view, store, sweep.id)
     assert any(r.attempt > 1 for r in store.runs(sweep.id))  # the sequence did queue a run again
-    assert sum(r.state is RunState.FINISHED for r in store.runs(sweep.id)) > 5
+    assert sum(r.state is RunState.FINISHED for r in store.runs(sweep.id)) >= 2
+    store.add_run(sweep.id, {"x": "last"}, queue="q", now=now)
+    while (claim := store.claim_next("q", "agent", lease_ttl=30, now=now)) is not None:
+        store.mark_run_started(claim.run.id, "agent", item_id=claim.item.id, now=now)
+    store.add_run(sweep.id, {"x": "never started"}, queue="q", now=now)
+    assert_same(view, store, sweep.id)
+    store.set_sweep_state(sweep.id, "canceled", now=now)  # pending runs killed, running ones asked to stop
+    assert_same(view, store, sweep.id)
+    assert view.runs[-2].stop_requested == "sweep canceled" and view.runs[-1].state is RunState.KILLED
+
+
+def assert_same(view: RunView, store: Store, sweep_id: str) -> None:
+    """The view, refreshed, is what a full read says."""
+    view.refresh()
+    everything = store.runs(sweep_id)
+    assert view.runs == everything
+    assert view.trials == [trial_of(r) for r in everything]
+    assert view.in_flight == {r.id: r for r in everything if not r.state.is_terminal}
+    ended = [r for r in everything if r.state.is_terminal]
+    expected = max(ended, key=lambda r: (r.ended_at or 0, r.number)) if ended else None
+    assert view.last_ended() == expected
