@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Row, Text, and_, delete, func, inspect, or_, 
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.types import NullType
 
+from sweepflow.store import _direct as direct
 from sweepflow.store import _schema as t
 from sweepflow.store._engine import BEGIN_OPTION, BUSY_TIMEOUT_S, create_sqlite_engine, default_url
 from sweepflow.store._errors import (
@@ -61,6 +62,7 @@ AGENT_STALE_AFTER_S = 60.0
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _E = TypeVar("_E", SweepState, RunState, ItemState)
+_RUN_INSERT_COLUMNS = [c.name for c in t.runs.c if c.name != "change_seq"]  # what direct.INSERT_RUN binds
 _R = TypeVar("_R", Sweep, Run, QueueItem, Queue, Agent)
 
 
@@ -295,9 +297,9 @@ class Store:
             return _sweep(self._sweep_row(conn, sweep_id))
 
     def get_sweep(self, sweep_id: str) -> Sweep | None:
-        with self._read() as conn:
-            row = conn.execute(select(t.sweeps).where(t.sweeps.c.id == sweep_id)).one_or_none()
-        return None if row is None else _sweep(row)
+        with self._read() as conn:  # a controller reads its sweep on every decision: the direct path
+            found = direct.sweeps_of(direct.execute(conn, direct.SWEEP, {"sweep_id": sweep_id}))
+        return found[0] if found else None
 
     def find_sweep(self, key: str) -> Sweep | None:
         """The sweep created with idempotency ``key``, if any."""
@@ -440,23 +442,23 @@ class Store:
         now = _now(now)
         config = dict(config)
         digest = config_hash(config)
-        r = t.runs.c
-        # Each statement costs ~0.2-0.3 ms of SQLAlchemy, and a controller queues a run per decision: the duplicate
-        # check and the next number are one statement, and a colliding random id is retried, not looked up first.
-        checks = select(
-            select(r.id).where(r.sweep_id == sweep_id, r.config_hash == digest).scalar_subquery(),
-            select(func.coalesce(func.max(r.number), 0)).where(r.sweep_id == sweep_id).scalar_subquery(),
-        )
+        # A controller queues a run per decision: what the guards read is one statement, a colliding random id
+        # is retried rather than looked up first, and the statements take the direct path (store/_direct.py).
         with self._write() as conn:
-            sweep = _sweep(self._sweep_row(conn, sweep_id))
-            self._check_can_enqueue(sweep, owner, now)
-            duplicate, top = conn.execute(checks).one()
+            found = direct.execute(
+                conn, direct.ADD_RUN_CHECKS, {"sweep_id": sweep_id, "digest": digest, "queue": queue}
+            ).fetchone()
+            if found is None:
+                raise NotFoundError(f"no sweep with id {sweep_id!r}.")
+            state, run_cap, lease_owner, lease_expires_at, duplicate, top, default_priority = found
+            self._check_can_enqueue(sweep_id, SweepState(state), lease_owner, lease_expires_at, owner, now)
             if duplicate is not None:
                 raise DuplicateConfigError(sweep_id, duplicate)
             number = top + 1
-            if sweep.run_cap is not None and number > sweep.run_cap:
-                raise RunCapReachedError(sweep_id, sweep.run_cap)
-            default_priority = self._ensure_queue_row(conn, queue, now)
+            if run_cap is not None and number > run_cap:
+                raise RunCapReachedError(sweep_id, run_cap)
+            if default_priority is None:  # a queue named for the first time
+                default_priority = self._ensure_queue_row(conn, queue, now)
             values: dict[str, Any] = {
                 "sweep_id": sweep_id,
                 "number": number,
@@ -469,20 +471,21 @@ class Store:
                 "queued_at": now,
                 "search_info": None if search_info is None else dict(search_info),
             }
+            texts = {name: dumps(values[name]) for name in ("config", "summary", "search_info")}
+            row = {**dict.fromkeys(_RUN_INSERT_COLUMNS), **values, **texts}
+            if values["search_info"] is None:
+                row["search_info"] = None
             while True:  # we hold the write lock: an id that is free now stays free
-                run_id = new_id()
-                added = conn.execute(
-                    insert(t.runs).values(id=run_id, **values).on_conflict_do_nothing(index_elements=["id"])
-                )
-                if added.rowcount == 1:
+                run_id = row["id"] = new_id()
+                if direct.execute(conn, direct.INSERT_RUN, row).rowcount == 1:
                     break
             self._enqueue(conn, queue, run_id, default_priority if priority is None else priority, now)
         # The row as a read would return it (JSON columns round-trip through their text), without reading it.
         stored = {
             **values,
             "state": RunState.PENDING,
-            "config": loads(dumps(config)),
-            "search_info": loads(dumps(values["search_info"])),
+            "config": loads(texts["config"]),
+            "search_info": None if row["search_info"] is None else loads(texts["search_info"]),
         }
         return Run(id=run_id, **{f.name: stored.get(f.name) for f in fields(Run) if f.name != "id"})
 
@@ -508,7 +511,8 @@ class Store:
             run = _run(self._run_row(conn, run_id))
             if run.state not in REQUEUEABLE:
                 raise RunRefusedError(f"run {run_id} is {run.state.value}; only crashed or preempted runs requeue.")
-            self._check_can_enqueue(_sweep(self._sweep_row(conn, run.sweep_id)), owner, now)
+            sweep = _sweep(self._sweep_row(conn, run.sweep_id))
+            self._check_can_enqueue(sweep.id, sweep.state, sweep.lease_owner, sweep.lease_expires_at, owner, now)
             default_priority = self._ensure_queue_row(conn, run.queue, now)
             conn.execute(delete(t.run_history).where(t.run_history.c.run_id == run_id))
             conn.execute(
@@ -531,25 +535,29 @@ class Store:
             return _run(self._run_row(conn, run_id))
 
     @staticmethod
-    def _check_can_enqueue(sweep: Sweep, owner: str | None, now: float) -> None:
-        if not sweep.state.is_active:
-            raise SweepInactiveError(f"sweep {sweep.id} is {sweep.state.value}; it takes no new runs.")
-        if owner is not None and (
-            sweep.lease_owner != owner or sweep.lease_expires_at is None or sweep.lease_expires_at <= now
-        ):
-            raise LeaseLostError(f"{owner} does not hold the controller lease of sweep {sweep.id}.")
+    def _check_can_enqueue(
+        sweep_id: str,
+        state: SweepState,
+        lease_owner: str | None,
+        lease_expires_at: float | None,
+        owner: str | None,
+        now: float,
+    ) -> None:
+        if not state.is_active:
+            raise SweepInactiveError(f"sweep {sweep_id} is {state.value}; it takes no new runs.")
+        if owner is not None and (lease_owner != owner or lease_expires_at is None or lease_expires_at <= now):
+            raise LeaseLostError(f"{owner} does not hold the controller lease of sweep {sweep_id}.")
 
     @staticmethod
     def _enqueue(conn: Connection, queue: str, run_id: str, priority: int | str, now: float) -> None:
-        conn.execute(
-            insert(t.queue_items).values(
-                queue=queue,
-                run_id=run_id,
-                priority=priority_value(priority),
-                enqueued_at=now,
-                state=ItemState.PENDING.value,
-            )
-        )
+        item = {
+            "queue": queue,
+            "run_id": run_id,
+            "priority": priority_value(priority),
+            "enqueued_at": now,
+            "state": ItemState.PENDING.value,
+        }
+        direct.execute(conn, direct.INSERT_ITEM, item)
 
     @staticmethod
     def _run_row(conn: Connection, run_id: str) -> Row[Any]:
@@ -579,14 +587,13 @@ class Store:
         A reader holding a copy of the sweep's runs pays for what changed, not for the runs it holds: one range
         of an index, whatever the number of runs ended or in flight.
         """
-        r = t.runs.c
-        query = select(t.runs).where(r.sweep_id == sweep_id).order_by(r.number)
-        if since is not None:
-            query = query.where(r.change_seq > since)
-        with self._read() as conn:
-            rows = conn.execute(query).all()
-        top = max((row.change_seq for row in rows), default=since or 0)
-        return RunChanges([_run(row) for row in rows], top)
+        with self._read() as conn:  # a controller reads on every decision: the direct path
+            if since is None:
+                cursor = direct.execute(conn, direct.RUNS, {"sweep_id": sweep_id})
+            else:
+                cursor = direct.execute(conn, direct.RUNS_SINCE, {"sweep_id": sweep_id, "since": since})
+            runs, top = direct.runs_and_top(cursor)
+        return RunChanges(runs, max(top, since or 0))
 
     def counts(self, sweep_id: str) -> dict[RunState, int]:
         """Runs of the sweep per state; every state is present, zeros included."""
