@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, bindparam, func, literal_column, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 
 from sweepflow.store import _schema as t
@@ -37,10 +38,15 @@ def compiled(statement: ClauseElement) -> str:
 
 
 def execute(conn: Connection, sql: str, params: Mapping[str, Any]) -> sqlite3.Cursor:
-    """Run compiled SQL on the connection's own ``sqlite3`` connection, inside its transaction."""
+    """Run compiled SQL on the connection's own ``sqlite3`` connection, inside its transaction. A driver error
+    is raised as SQLAlchemy would raise it (``OperationalError`` for a busy database...), so callers handle the
+    direct path's errors as every other statement's."""
     driver = conn.connection.driver_connection
     assert isinstance(driver, sqlite3.Connection)
-    return driver.execute(sql, params)
+    try:
+        return driver.execute(sql, params)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, dict(params), exc, sqlite3.Error) from exc
 
 
 def _decoder(kind: type[_R], table: Any, **enums: type[StrEnum]) -> Callable[[list[Any]], list[_R]]:

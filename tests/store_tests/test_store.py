@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from sweepflow.errors import SweepflowError
 from sweepflow.store import (
@@ -601,6 +602,14 @@ def test_run_changes_reads_every_run_written_since_and_no_other(store: Store) ->
     assert changed() == [(c.id, RunState.RUNNING), (d.id, RunState.KILLED)]
     assert store.get_run(c.id).stop_requested is not None
     assert store.run_changes(other.id, since=None).runs == store.runs(other.id)
+
+
+def test_the_direct_path_raises_driver_errors_as_sqlalchemy_does(store: Store) -> None:
+    # The backend retries SQLAlchemy's OperationalError (a busy database); the direct path must raise the same.
+    from sweepflow.store import _direct
+
+    with store._read() as conn, pytest.raises(OperationalError, match="no such table"):
+        _direct.execute(conn, "SELECT * FROM nothing_here WHERE id = :id", {"id": 1})
 
 
 def test_add_run_returns_the_run_exactly_as_a_read_returns_it(store: Store) -> None:
