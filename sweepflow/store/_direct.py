@@ -112,10 +112,12 @@ ADD_RUN_CHECKS = compiled(
     ).where(_sw.id == bindparam("sweep_id"))
 )
 
-#: A new run (JSON columns given as their text); nothing if the random id is taken.
+#: A new run (JSON columns given as their text; the change counter is the database's); nothing if the random id
+#: is taken.
+RUN_INSERT_COLUMNS = [c.name for c in t.runs.c if c.name != "change_seq"]
 INSERT_RUN = compiled(
     insert(t.runs)
-    .values({name: bindparam(name) for name in (c.name for c in t.runs.c) if name != "change_seq"})
+    .values({name: bindparam(name) for name in RUN_INSERT_COLUMNS})
     .on_conflict_do_nothing(index_elements=["id"])
 )
 

@@ -62,7 +62,6 @@ AGENT_STALE_AFTER_S = 60.0
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _E = TypeVar("_E", SweepState, RunState, ItemState)
-_RUN_INSERT_COLUMNS = [c.name for c in t.runs.c if c.name != "change_seq"]  # what direct.INSERT_RUN binds
 _R = TypeVar("_R", Sweep, Run, QueueItem, Queue, Agent)
 
 
@@ -471,10 +470,9 @@ class Store:
                 "queued_at": now,
                 "search_info": None if search_info is None else dict(search_info),
             }
-            texts = {name: dumps(values[name]) for name in ("config", "summary", "search_info")}
-            row = {**dict.fromkeys(_RUN_INSERT_COLUMNS), **values, **texts}
-            if values["search_info"] is None:
-                row["search_info"] = None
+            info = values["search_info"]  # the JSON columns as the text they are stored as (None: SQL NULL)
+            texts = {"config": dumps(config), "summary": "{}", "search_info": None if info is None else dumps(info)}
+            row = {**dict.fromkeys(direct.RUN_INSERT_COLUMNS), **values, **texts}
             while True:  # we hold the write lock: an id that is free now stays free
                 run_id = row["id"] = new_id()
                 if direct.execute(conn, direct.INSERT_RUN, row).rowcount == 1:
@@ -485,7 +483,7 @@ class Store:
             **values,
             "state": RunState.PENDING,
             "config": loads(texts["config"]),
-            "search_info": None if row["search_info"] is None else loads(texts["search_info"]),
+            "search_info": None if info is None else loads(texts["search_info"]),
         }
         return Run(id=run_id, **{f.name: stored.get(f.name) for f in fields(Run) if f.name != "id"})
 
