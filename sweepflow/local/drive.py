@@ -110,7 +110,8 @@ class Driver:
             if agent is None and self.embedded_agents is None and self.active:
                 self._serve_if_unserved(now)
         if agent is None and changed:  # agents that register or beat commit: a new server is news
-            self.controller.reaper.watch_servers(self.store.live_agents(self.controller.settings.queue))
+            queue = self.controller.settings.queue
+            self.controller.reaper.watch_servers(self.store.live_agents(queue, queue_wide=True))
         self._version = self.store.data_version()  # our own writes of this round are not news
         if agent and agent.quit_reason:  # W&B's agent quits; the sweep waits for `sweep --resume`
             self.store.set_sweep_state(controller.sweep_id, SweepState.PAUSED, f"agent quit: {agent.quit_reason}")
@@ -277,10 +278,11 @@ def drive(
             start_run=start_run,
             on_event=on_event,
             max_consecutive_failed_runs=s.max_consecutive_failures,
+            sweep_id=sweep_id,  # sized by this sweep's num_workers: other sweeps of the queue get their own
         )
 
-    def queue_served() -> bool:
-        live = store.live_agents(queue, max_age=s.lease_ttl)
+    def queue_served() -> bool:  # by an agent of the whole queue (`launch-agent`), not another sweep's own
+        live = store.live_agents(queue, max_age=s.lease_ttl, queue_wide=True)
         return any(not process_gone(a.host, a.pid) for a in live)
 
     if sweep.state.is_terminal or not _take_over(store, controller, stand_by=stand_by):

@@ -124,6 +124,7 @@ class Agent:
     started_at: float
     heartbeat_at: float
     stopped_at: float | None
+    sweep_id: str | None  # it serves this sweep's runs only (a driver's embedded agent); None: its whole queue
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,9 @@ Choices that hold the invariants in the database itself, not only in code:
   (:meth:`Store.run_changes`). Triggers, not the store's methods, so no writer can forget it. Writers hold
   SQLite's write lock one at a time, so the values grow in commit order: a snapshot that saw value *v* has seen
   every write numbered *v* or below.
+* ``agents.sweep_id``: the sweep an agent serves alone (a driver's embedded agent, sized by that sweep's
+  ``num_workers``); NULL for one that serves its whole queue (``launch-agent``). Only the latter make a queue
+  "served" for another sweep's driver.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from sqlalchemy import (
 from sweepflow.store._json import dumps, loads
 
 #: Version of the schema this code writes. A database with a higher one is refused; a lower one is migrated.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # The change counter of runs (see the module docstring). A run's new value is one above its sweep's highest, found
 # through ix_runs_sweep_change: O(log runs). The WHEN guard keeps the insert trigger's own UPDATE (and any write
@@ -76,6 +79,8 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX ix_runs_sweep_change ON runs (sweep_id, change_seq)",
         *RUN_CHANGE_TRIGGERS,
     ],
+    # v3 -> v4: agents bound to one sweep (every agent of an older store served its whole queue).
+    3: ["ALTER TABLE agents ADD COLUMN sweep_id VARCHAR(32)"],
 }
 
 
@@ -213,5 +218,6 @@ agents = Table(
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
     Column("stopped_at", Float),
+    Column("sweep_id", String(32)),  # serves this sweep's runs only; NULL: the whole queue
     Index("ix_agents_queue_heartbeat", "queue", "heartbeat_at"),
 )

@@ -864,8 +864,11 @@ class Store:
         with self._read() as conn:
             return [_item(row) for row in conn.execute(query)]
 
-    def claim_next(self, queue: str, agent_id: str, *, lease_ttl: float, now: float | None = None) -> Claim | None:
-        """Lease the queue's best pending item to ``agent_id`` for ``lease_ttl`` seconds.
+    def claim_next(
+        self, queue: str, agent_id: str, *, lease_ttl: float, now: float | None = None, sweep_id: str | None = None
+    ) -> Claim | None:
+        """Lease the queue's best pending item (of ``sweep_id``'s runs only, if given) to ``agent_id`` for
+        ``lease_ttl`` seconds.
 
         Best is highest priority, then oldest. Items of paused or ended sweeps are skipped. Atomic across
         processes: two agents never get the same item. ``None`` when nothing is claimable.
@@ -885,6 +888,8 @@ class Store:
             .order_by(items.priority.desc(), items.enqueued_at, items.id)
             .limit(1)
         )
+        if sweep_id is not None:
+            query = query.where(t.runs.c.sweep_id == sweep_id)
         with self._write() as conn:
             item_id = conn.scalar(query)
             if item_id is None:
@@ -965,13 +970,22 @@ class Store:
         pid: int | None = None,
         host: str | None = None,
         now: float | None = None,
+        sweep_id: str | None = None,
     ) -> Agent:
-        """Record an agent serving ``queue`` (re-registering an id revives it). Ids default to host-pid-random."""
+        """Record an agent serving ``queue`` (re-registering an id revives it), or only ``sweep_id``'s runs on it.
+        Ids default to host-pid-random."""
         now = _now(now)
         pid = os.getpid() if pid is None else pid
         host = socket.gethostname() if host is None else host
         agent_id = agent_id or f"{host}-{pid}-{new_id(4)}"
-        values = {"queue": queue, "pid": pid, "host": host, "max_jobs": max_jobs, "heartbeat_at": now}
+        values = {
+            "queue": queue,
+            "pid": pid,
+            "host": host,
+            "max_jobs": max_jobs,
+            "heartbeat_at": now,
+            "sweep_id": sweep_id,
+        }
         with self._write() as conn:
             conn.execute(
                 insert(t.agents)
@@ -992,14 +1006,22 @@ class Store:
         return None if row is None else _agent(row)
 
     def live_agents(
-        self, queue: str | None = None, *, max_age: float = AGENT_STALE_AFTER_S, now: float | None = None
+        self,
+        queue: str | None = None,
+        *,
+        max_age: float = AGENT_STALE_AFTER_S,
+        now: float | None = None,
+        queue_wide: bool = False,
     ) -> list[Agent]:
-        """Agents that beat within ``max_age`` seconds and did not deregister, optionally of one queue."""
+        """Agents that beat within ``max_age`` seconds and did not deregister, optionally of one queue, and with
+        ``queue_wide`` only those serving their whole queue (not one sweep's embedded agent)."""
         now = _now(now)
         a = t.agents.c
         query = select(t.agents).where(a.stopped_at.is_(None), a.heartbeat_at >= now - max_age).order_by(a.id)
         if queue is not None:
             query = query.where(a.queue == queue)
+        if queue_wide:
+            query = query.where(a.sweep_id.is_(None))
         with self._read() as conn:
             return [_agent(row) for row in conn.execute(query)]
 

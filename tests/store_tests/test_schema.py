@@ -124,22 +124,35 @@ def v2_db(tmp_path: Path) -> Path:
     return _asset_db(tmp_path, 2)
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_a_migrated_database_has_the_schema_of_a_fresh_one(tmp_path: Path, version: int) -> None:
     """Changing a table without bumping SCHEMA_VERSION and adding a migration (and an asset of the version it
     migrates from) fails here."""
-    assert SCHEMA_VERSION == 3  # the asset of every earlier version is in assets/
+    assert SCHEMA_VERSION == 4  # the asset of every earlier version is in assets/
     old = _asset_db(tmp_path, version)
     Store(f"sqlite:///{old}").close()
     Store(f"sqlite:///{tmp_path / 'fresh.db'}").close()
     assert _schema(old) == _schema(tmp_path / "fresh.db")
 
 
+def test_version_3_agents_serve_their_whole_queue(tmp_path: Path) -> None:
+    """Before v4 every agent served its whole queue: a migrated store's agents still do, and still count as the
+    queue's servers; a sweep's own agent (v4) does not."""
+    with get_store(f"sqlite:///{_asset_db(tmp_path, 3)}") as store:
+        assert store.schema_version == 4 and store.check() == []
+        [old] = store.live_agents("gpu", now=1800000002.0)
+        assert (old.id, old.sweep_id) == ("agent-1", None)
+        sweep = store.find_sweep("v3/stage")
+        store.register_agent("gpu", agent_id="own", sweep_id=sweep.id, now=1800000002.0)
+        assert [a.id for a in store.live_agents("gpu", now=1800000002.0)] == ["agent-1", "own"]
+        assert [a.id for a in store.live_agents("gpu", now=1800000002.0, queue_wide=True)] == ["agent-1"]
+
+
 def test_version_2_gains_the_change_counter_and_a_view_reads_what_changed(v2_db: Path) -> None:
     """v3 numbers every write to a run (runs.change_seq): a migrated store's runs are read whole once, then only
     as they change."""
     with get_store(f"sqlite:///{v2_db}") as store:
-        assert store.schema_version == 3 and store.check() == []
+        assert store.schema_version == SCHEMA_VERSION and store.check() == []
         sweep = store.find_sweep("v2/stage")
         first = store.run_changes(sweep.id, since=None)
         done, running, waiting = first.runs
