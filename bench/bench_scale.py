@@ -5,6 +5,7 @@ Usage (from the repository root)::
     .venv/bin/python bench/bench_scale.py                      # this checkout vs --base, every case, side by side
     .venv/bin/python bench/bench_scale.py --base none          # this checkout only
     .venv/bin/python bench/bench_scale.py --cases sim-random   # some cases only
+    .venv/bin/python bench/bench_scale.py --cases sim-random --windows 0,10000   # some finished-run windows only
     .venv/bin/python bench/bench_scale.py --jobs 4             # up to 4 children at once (CPU time is per child)
     .venv/bin/python bench/bench_scale.py --smoke              # ~300 runs, this checkout (the test suite runs it)
 
@@ -13,8 +14,9 @@ this checkout as it is on disk; ``PYTHONPATH`` picks the tree), against a fresh 
 case run back to back (or side by side with ``--jobs``), so both numbers are taken under the same load. Cases:
 
 * ``sim-*`` -- the controller and the store, driven as the drive loop drives them. For each window ``w`` (the
-  case's ``windows``), a store is first written holding a sweep with ``w`` finished runs (bulk, by this
-  checkout, checked with ``Store.check()``; every tree measures a copy). Then the tree's controller takes it: a
+  case's ``windows``, or ``--windows``), a store is first written holding a sweep with ``w`` finished runs (bulk,
+  checked with ``Store.check()``; by each tree's own code in a child: their schema versions may differ, the
+  stores' contents do not, as the configs are seeded). Then the tree's controller takes it: a
   warm-up tick fills the ``workers`` slots, an agent claims them, each run logs 1-3 history rows and ends, in a
   random order (a seeded RNG picks the next run to advance), and the controller ticks after every run that ends
   (a metric report alone ticks it only under Hyperband or a metric target, neither set here). Each of the
@@ -160,7 +162,7 @@ def prefill(case: dict[str, Any], finished: int, db: Path, seed: int) -> str:
     """A store holding a sweep with ``finished`` runs already done, each with 1-3 history rows: the state a
     sweep is in after that many runs. Written in bulk into the store's own tables (what the benchmark measures
     is the decisions after this point, not how the past was written) and checked with :meth:`Store.check`.
-    Runs through this checkout's code, once per window; every tree then measures a copy."""
+    Runs in a child of each tree (its own schema), once per window and tree."""
     import itertools
 
     from sweepflow.config import load_sweep_config
@@ -341,6 +343,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     import sweepflow
 
     case, db = spec["case"], Path(spec["db"])
+    if spec.get("prefill"):
+        return {"sweep_id": prefill(case, spec["finished"], db, spec["seed"])}
     load = os.getloadavg()
     t0 = time.process_time()
     if spec["name"].startswith("tune"):
@@ -360,23 +364,16 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 # -- the parent: every case on every tree ---------------------------------------------------------------------
 
 
-def run_child(tree: Path, spec: dict[str, Any]) -> dict[str, Any]:
+def run_child(tree: Path, spec: dict[str, Any], *, keep_db: bool = False) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(tree), PYTHONWARNINGS="ignore")
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--child", json.dumps(spec)], env=env, capture_output=True, text=True
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{spec['name']} on {tree} failed:\n{proc.stderr[-4000:]}")
-    Path(spec["db"]).unlink(missing_ok=True)
+    if not keep_db:
+        Path(spec["db"]).unlink(missing_ok=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def copy_store(src: Path, dst: Path) -> None:
-    """A consistent copy of a SQLite file (the backup API: WAL content included)."""
-    import sqlite3
-
-    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
-        a.backup(b)
 
 
 def table(results: dict[str, Any]) -> str:
@@ -431,6 +428,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1, help="children run at once (each measures its own CPU time)")
     parser.add_argument("--smoke", action="store_true", help="a few hundred runs, this checkout only")
+    parser.add_argument("--windows", help="comma-separated finished-run counts, instead of each sim case's own")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -439,6 +437,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
     cases = SMOKE if args.smoke else {name: CASES[name] for name in args.cases.split(",")}
     base = "none" if args.smoke else args.base
+    windows = [int(w) for w in args.windows.split(",")] if args.windows else None
     load, t0 = os.getloadavg(), time.time()
     results: dict[str, Any] = {}
     meta: dict[str, Any] = {"argv": sys.argv if argv is None else argv, "base": base, "machine": machine()}
@@ -458,14 +457,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if name.startswith("tune"):
                 jobs += [(name, label, None, {"name": name, "case": case, "seed": args.seed}) for label in labels]
                 continue
-            for w in case["windows"]:
-                src = tmp / f"{name}-{w}.db"
-                sweep_id = prefill(case, w, src, args.seed)
-                for label in labels:
+            for w in windows or case["windows"]:
+                for label in labels:  # each tree writes its own (trees may differ in schema version)
                     db = tmp / f"{label}-{name}-{w}.db"
-                    copy_store(src, db)
-                    spec = {"name": name, "case": case, "seed": args.seed, "sweep_id": sweep_id, "db": str(db)}
-                    jobs.append((name, label, str(w), spec))
+                    spec = {"name": name, "case": case, "seed": args.seed, "db": str(db), "finished": w}
+                    sweep_id = run_child(trees[label], {**spec, "prefill": True}, keep_db=True)["sweep_id"]
+                    jobs.append((name, label, str(w), {**spec, "sweep_id": sweep_id}))
         for name, label, _, spec in jobs:
             spec.setdefault("db", str(tmp / f"{label}-{name}.db"))
         workers = max(3, args.jobs) if args.smoke else max(1, args.jobs)  # the smoke's three children at once

@@ -127,7 +127,7 @@ def tune(
         st, sweep.id, settings=ControllerSettings(queue=queue, lease_ttl=lease_ttl, hyperband_every=0)
     )
     metric = cfg.metric.name if cfg.metric else None
-    agent = st.register_agent(queue, max_jobs=cfg.num_workers).id
+    agent = st.register_agent(queue, max_jobs=cfg.num_workers, sweep_id=sweep.id).id
     active: dict[int, _Active] = {}
     try:
         while True:

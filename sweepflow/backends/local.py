@@ -34,14 +34,14 @@ from sweepflow.config import SweepConfig
 from sweepflow.errors import Issue, SweepflowError
 from sweepflow.local.command import JobError, ResolvedJob
 from sweepflow.local.drive import DEFAULT_QUEUE
-from sweepflow.local.processes import owner_is_dead
+from sweepflow.local.processes import owner_is_dead, uninterrupted
 from sweepflow.local.registry import resolve_program
 from sweepflow.local.search import engine_problems
+from sweepflow.local.tally import RunTally
 from sweepflow.local.txlog import RunLog, TransactionLogError, find_run_file
 from sweepflow.private import private_dir
-from sweepflow.ranking import best
 from sweepflow.settings import Settings
-from sweepflow.states import SweepState
+from sweepflow.states import RunState, SweepState
 from sweepflow.store import Run, Store, Sweep, get_store
 
 #: States a re-launch or ``--resume`` moves back to running (W&B resumes any sweep; an ended one simply ends
@@ -145,6 +145,7 @@ class LocalBackend(Backend):
     def __init__(self, store: Store | str | None = None, settings: Settings | None = None):
         self.settings = settings or Settings()
         self.store = get_store(store if store is not None else self.settings.url)
+        self._tallies: dict[str, RunTally] = {}  # status() of each sweep asked about
 
     # -- Backend --------------------------------------------------------------------------------------------
 
@@ -227,18 +228,22 @@ class LocalBackend(Backend):
     def status(self, sweep_id: str) -> SweepStatus:
         sweep = self._sweep(sweep_id)
         metric = SweepConfig.model_validate(sweep.config).metric
-        runs = self.store.runs(sweep_id)
-        found = best(runs, metric, state=lambda r: r.state, summary=lambda r: r.summary) if metric else None
+        # Polled for as long as the sweep runs: a tally kept per sweep reads only the runs written since.
+        tally = self._tallies.get(sweep_id)
+        if tally is None or tally.metric != metric:  # a resume may have changed the metric: count again
+            tally = self._tallies[sweep_id] = RunTally(self.store, sweep_id, metric)
+        tally.refresh()
+        found = tally.best
         return SweepStatus(
             id=sweep.id,
             state=sweep.state,
             reason=sweep.state_reason,
-            counts={state: n for state, n in self.store.counts(sweep_id).items() if n},
+            counts={state: tally.counts[state] for state in RunState if tally.counts[state]},
             run_cap=sweep.run_cap,
-            best_run_id=found[0].id if found else None,
+            best_run_id=found[0] if found else None,
             best_value=found[1] if found else None,
             metric=metric.name if metric else None,
-            cost_usd=sum(r.cost_usd or 0.0 for r in runs),
+            cost_usd=tally.cost_usd,
         )
 
     @_transient
@@ -319,7 +324,7 @@ class LocalBackend(Backend):
         controller`` waits on its pidfd, loading the engine, and takes over the moment it dies), unless the one this
         process started is still alive. The driving loop calls it (see :func:`sweepflow.local.drive.drive`), so a
         standby that took over starts its own at once."""
-        with _SPAWN_LOCK:
+        with _SPAWN_LOCK, uninterrupted():  # a Ctrl-C right after the start must not leave a standby unknown
             ours = self._spawned(sweep_id)
             if ours:
                 return False

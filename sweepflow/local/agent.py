@@ -40,7 +40,7 @@ from typing import Any, Protocol
 from sweepflow.config import SweepConfig
 from sweepflow.local.command import JobError, ResolvedJob, build_command
 from sweepflow.local.outcome import end_state
-from sweepflow.local.processes import die_with_parent
+from sweepflow.local.processes import die_with_parent, uninterrupted
 from sweepflow.local.runner import EXIT_RECORD_WAIT, RunProcess, RunSpec
 from sweepflow.local.txlog import RunLog
 from sweepflow.settings import DEFAULTS
@@ -102,7 +102,7 @@ class AgentTick:
 
 
 class Agent:
-    """Runs the runs of one queue, ``max_jobs`` at a time."""
+    """Runs the runs of one queue (or only one sweep's runs on it), ``max_jobs`` at a time."""
 
     def __init__(
         self,
@@ -121,6 +121,7 @@ class Agent:
         start_run: StartRun | None = None,
         on_event: OnEvent | None = None,
         max_consecutive_failed_runs: int = DEFAULTS.max_consecutive_failures,
+        sweep_id: str | None = None,
     ):
         self.store = store
         self.queue = queue
@@ -133,7 +134,8 @@ class Agent:
         self.report_interval = report_interval
         self.start_run: StartRun = start_run or RunProcess.start
         self.on_event = on_event
-        self.id = store.register_agent(queue, max_jobs=max_jobs, agent_id=agent_id).id
+        self.sweep_id = sweep_id  # serve this sweep's runs only (a driver's own agent), else the whole queue
+        self.id = store.register_agent(queue, max_jobs=max_jobs, agent_id=agent_id, sweep_id=sweep_id).id
         self.active: dict[int, _Active] = {}
         self.started = 0
         self._beat_at = -math.inf  # the first tick beats
@@ -159,19 +161,22 @@ class Agent:
         for item_id, active in list(self.active.items()):
             if report and active.code is None:
                 done.rows += self._report(item_id, active)
-            done.exited += self._exited(item_id, active, now)
-            if self._settled(item_id, active, now):
-                done.finished += 1
+            with uninterrupted():  # an outcome is recorded and the run let go together
+                done.exited += self._exited(item_id, active, now)
+                done.finished += self._settled(item_id, active, now)
         if sync or now >= self._beat_at:
             self._beat(now, done)
         while claim and self.quit_reason is None and self.running < self.max_jobs:
-            got = self.store.claim_next(self.queue, self.id, lease_ttl=self.lease_ttl, now=now)
-            if got is None:
-                break
-            if self._start(got, now):
-                done.started += 1
-            else:
-                done.finished += 1  # it ended without starting (a bad job, or the claim went away)
+            with uninterrupted():  # a run claimed is started and kept, or not claimed: never claimed and dropped
+                got = self.store.claim_next(
+                    self.queue, self.id, lease_ttl=self.lease_ttl, now=now, sweep_id=self.sweep_id
+                )
+                if got is None:
+                    break
+                if self._start(got, now):
+                    done.started += 1
+                else:
+                    done.finished += 1  # it ended without starting (a bad job, or the claim went away)
         return done
 
     def _beat(self, now: float, done: AgentTick) -> None:

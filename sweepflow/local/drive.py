@@ -110,7 +110,8 @@ class Driver:
             if agent is None and self.embedded_agents is None and self.active:
                 self._serve_if_unserved(now)
         if agent is None and changed:  # agents that register or beat commit: a new server is news
-            self.controller.reaper.watch_servers(self.store.live_agents(self.controller.settings.queue))
+            queue = self.controller.settings.queue
+            self.controller.reaper.watch_servers(self.store.live_agents(queue, queue_wide=True))
         self._version = self.store.data_version()  # our own writes of this round are not news
         if agent and agent.quit_reason:  # W&B's agent quits; the sweep waits for `sweep --resume`
             self.store.set_sweep_state(controller.sweep_id, SweepState.PAUSED, f"agent quit: {agent.quit_reason}")
@@ -183,6 +184,18 @@ def _preload() -> None:
     _load_engine()
 
 
+_PRELOADING: list[threading.Thread] = []
+
+
+def _preload_in_background() -> None:
+    """Start :func:`_preload` in a thread, once per process. The driving loop does not wait for it: runs already
+    queued (the ones lost with a dead controller, the ones queued ahead) are claimed meanwhile; only a decision
+    that needs the engine before it is loaded waits (on the import lock), as it would have."""
+    if not _PRELOADING:
+        _PRELOADING.append(threading.Thread(target=_preload, name="preload", daemon=True))
+        _PRELOADING[0].start()
+
+
 def _take_over(store: Store, controller: Controller, *, stand_by: bool) -> bool:
     """Take the sweep (:meth:`Controller.recover`); False if it ended meanwhile.
 
@@ -191,7 +204,6 @@ def _take_over(store: Store, controller: Controller, *, stand_by: bool) -> bool:
     not in a new process's start-up (seconds on a busy box). Otherwise, or for a controller elsewhere, raise
     :class:`ControllerLeaseTaken`.
     """
-    loaded = False
     while True:
         owner = _sweep(store, controller.sweep_id).lease_owner
         holder = owner_pid(owner)
@@ -205,9 +217,7 @@ def _take_over(store: Store, controller: Controller, *, stand_by: bool) -> bool:
                 continue  # a live controller of this machine took it meanwhile: stand by for it
         # Never take the sweep from a live controller of this machine, even if its lease lapsed (a busy box can
         # stall its renewal past a short TTL): only its death hands the sweep over.
-        if not loaded:  # in the background: a driver that dies meanwhile is taken over at once, not after it
-            threading.Thread(target=_preload, name="preload", daemon=True).start()
-            loaded = True
+        _preload_in_background()  # a driver that dies meanwhile is taken over at once, not after the imports
         wait_for_exit(holder, controller.settings.renew_every)
         if _sweep(store, controller.sweep_id).state.is_terminal:
             return False
@@ -268,10 +278,11 @@ def drive(
             start_run=start_run,
             on_event=on_event,
             max_consecutive_failed_runs=s.max_consecutive_failures,
+            sweep_id=sweep_id,  # sized by this sweep's num_workers: other sweeps of the queue get their own
         )
 
-    def queue_served() -> bool:
-        live = store.live_agents(queue, max_age=s.lease_ttl)
+    def queue_served() -> bool:  # by an agent of the whole queue (`launch-agent`), not another sweep's own
+        live = store.live_agents(queue, max_age=s.lease_ttl, queue_wide=True)
         return any(not process_gone(a.host, a.pid) for a in live)
 
     if sweep.state.is_terminal or not _take_over(store, controller, stand_by=stand_by):
@@ -294,7 +305,7 @@ def drive(
         if standby:
             backend.ensure_standby(sweep_id)
         standby_checked = time.time()
-        _preload()
+        _preload_in_background()
         while True:
             now = time.time()
             if standby and now - standby_checked >= STANDBY_CHECK_EVERY:

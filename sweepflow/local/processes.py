@@ -83,6 +83,13 @@ def die_with_parent(argv: list[str]) -> tuple[list[str], Callable[[], None] | No
     return argv, prctl
 
 
+class _Deferred:
+    """Main-thread state of :func:`interrupt_on_signals` and :func:`uninterrupted` (signal handlers run there)."""
+
+    depth = 0  # uninterrupted() sections open
+    pending: str | None = None  # the signal that came inside one
+
+
 @contextlib.contextmanager
 def interrupt_on_signals() -> Iterator[list[int]]:
     """SIGTERM, SIGHUP and SIGINT raise KeyboardInterrupt once; later ones are only counted (the yielded list).
@@ -90,14 +97,18 @@ def interrupt_on_signals() -> Iterator[list[int]]:
     A process driving runs (``launch-sweep --wait``, ``controller``, ``launch-agent``) then leaves its loop through
     its ``finally`` blocks, which stop the runs as W&B's agent does and record how each ended, instead of dying
     with Python's default SIGTERM and leaving them ``running`` in the store. A second signal cannot break that
-    shutdown half-way; it is bounded by the stop grace periods.
+    shutdown half-way; it is bounded by the stop grace periods. Inside :func:`uninterrupted` the interrupt waits
+    for the section's end.
     """
     seen: list[int] = []
 
     def handler(signum: int, _frame: object) -> None:
         seen.append(signum)
         if len(seen) == 1:
-            raise KeyboardInterrupt(signal.Signals(signum).name)
+            if _Deferred.depth:
+                _Deferred.pending = signal.Signals(signum).name
+            else:
+                raise KeyboardInterrupt(signal.Signals(signum).name)
 
     watched = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
     previous = {sig: signal.signal(sig, handler) for sig in watched}
@@ -106,3 +117,18 @@ def interrupt_on_signals() -> Iterator[list[int]]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """A step that a Ctrl-C must not cut in half: a run claimed and started but not yet recorded as ours, a
+    standby started but not yet known. The interrupt :func:`interrupt_on_signals` raises comes at its end instead
+    (main thread; elsewhere, or outside ``interrupt_on_signals``, this changes nothing)."""
+    _Deferred.depth += 1
+    try:
+        yield
+    finally:
+        _Deferred.depth -= 1
+        if _Deferred.depth == 0 and _Deferred.pending is not None:
+            name, _Deferred.pending = _Deferred.pending, None
+            raise KeyboardInterrupt(name)

@@ -1,12 +1,12 @@
 """A controller's copy of its sweep's runs, kept current by reading only what changed (issue 13, "Scale").
 
-A controller decides on every run of its sweep, but between two ticks only the runs in flight and the new ones
-can have changed: an ended run stays as it ended unless the controller itself queues it again. Reading every run
+A controller decides on every run of its sweep, but between two ticks only a few runs change. Reading every run
 on every tick cost 57 ms per decision at 1,000 finished runs and 408 ms at 10,000 (``bench/bench_scale.py``, 500
-in flight, a loaded machine); :meth:`RunView.refresh` costs what changed plus one narrow row per run in flight
-(:meth:`Store.run_changes`). What the controller derives from
-the runs (the trials shown to the searcher, the runs in flight, the last one that ended) is kept here beside them,
-updated from the same changes, so no decision walks the finished runs either.
+in flight, a loaded machine); :meth:`RunView.refresh` reads only the runs written since the last refresh (the
+store numbers every write to a run: :meth:`Store.run_changes`), so its cost is what changed, not the runs ended
+or in flight. What the controller derives from the runs (the trials shown to the searcher, the runs in flight,
+the last one that ended) is kept here beside them, updated from the same changes, so no decision walks the
+finished runs either.
 
 A new view starts empty, so its first refresh reads every run: a restarted controller rebuilds everything from
 the store, as before.
@@ -40,13 +40,12 @@ class RunView:
         self.runs: list[Run] = []  # run number n is runs[n - 1]: numbers are 1..n without gaps
         self.trials: list[Trial] = []  # trial_of(runs[i]), kept alongside
         self.in_flight: dict[str, Run] = {}  # pending or running, by id
-        self._versions: dict[str, object] = {}
-        self._since: int | None = None  # the last queue item seen (items above it: runs queued since); None: none
+        self._since: int | None = None  # the highest change counter seen; None: nothing read yet
         self._ended: list[tuple[float, int, str]] = []  # heap of (-ended_at, -number, id): the last one ended first
 
     def refresh(self) -> list[Run]:
         """Read what changed since the last refresh; returns those runs (new ones included), by number."""
-        changes = self.store.run_changes(self.sweep_id, since=self._since, versions=self._versions)
+        changes = self.store.run_changes(self.sweep_id, since=self._since)
         for run in changes.runs:
             index = run.number - 1
             if index == len(self.runs):
@@ -60,7 +59,7 @@ class RunView:
                 heapq.heappush(self._ended, (-(run.ended_at or 0.0), -run.number, run.id))
             else:
                 self.in_flight[run.id] = run
-        self._versions, self._since = changes.versions, changes.since
+        self._since = changes.since
         return changes.runs
 
     def last_ended(self) -> Run | None:

@@ -124,6 +124,7 @@ class Agent:
     started_at: float
     heartbeat_at: float
     stopped_at: float | None
+    sweep_id: str | None  # it serves this sweep's runs only (a driver's embedded agent); None: its whole queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,13 +139,11 @@ class Claim:
 class RunChanges:
     """What :meth:`Store.run_changes` hands a reader keeping its own copy of a sweep's runs.
 
-    ``runs``: every run that is new or changed since the reader's copy, by number. ``versions`` (the version of
-    each run in flight now; opaque, compared for equality) and ``since`` (the last queue item seen) are what the
-    reader passes back next time.
+    ``runs``: every run new or changed since the reader's last call, by number. ``since``: what the reader passes
+    back next time (the highest change counter seen).
     """
 
     runs: list[Run]
-    versions: dict[str, Any]
     since: int
 
 

@@ -10,6 +10,14 @@ Choices that hold the invariants in the database itself, not only in code:
 * States are plain TEXT checked in Python (the enums), not CHECK constraints, which SQLite can only change by
   rebuilding the table.
 * Times are REAL Unix seconds: the caller passes ``now`` (tests drive time) and comparisons stay numeric.
+* ``runs.change_seq``: every insert or update of a run sets it above every other of its sweep (two triggers), so
+  a reader holding a copy of the sweep's runs reads only those changed since the highest value it saw
+  (:meth:`Store.run_changes`). Triggers, not the store's methods, so no writer can forget it. Writers hold
+  SQLite's write lock one at a time, so the values grow in commit order: a snapshot that saw value *v* has seen
+  every write numbered *v* or below.
+* ``agents.sweep_id``: the sweep an agent serves alone (a driver's embedded agent, sized by that sweep's
+  ``num_workers``); NULL for one that serves its whole queue (``launch-agent``). Only the latter make a queue
+  "served" for another sweep's driver.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     Column,
     Dialect,
     Float,
@@ -30,13 +39,28 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
     text,
 )
 
 from sweepflow.store._json import dumps, loads
 
 #: Version of the schema this code writes. A database with a higher one is refused; a lower one is migrated.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
+
+# The change counter of runs (see the module docstring). A run's new value is one above its sweep's highest, found
+# through ix_runs_sweep_change: O(log runs). The WHEN guard keeps the insert trigger's own UPDATE (and any write
+# that sets the counter itself) from being numbered twice.
+RUN_CHANGE_TRIGGERS = [
+    """CREATE TRIGGER runs_change_on_insert AFTER INSERT ON runs BEGIN
+    UPDATE runs SET change_seq = 1 + (SELECT max(change_seq) FROM runs WHERE sweep_id = NEW.sweep_id)
+    WHERE id = NEW.id;
+END""",
+    """CREATE TRIGGER runs_change_on_update AFTER UPDATE ON runs WHEN NEW.change_seq = OLD.change_seq BEGIN
+    UPDATE runs SET change_seq = 1 + (SELECT max(change_seq) FROM runs WHERE sweep_id = NEW.sweep_id)
+    WHERE id = NEW.id;
+END""",
+]
 
 #: Upgrades, by the version they upgrade *from*: each a list of statements run in one transaction.
 #: v1 -> v2: W&B's state names (sweepflow.states): runs queued -> pending, stopped -> killed (their stop_reason
@@ -48,6 +72,15 @@ MIGRATIONS: dict[int, list[str]] = {
         "UPDATE sweeps SET state = 'finished' WHERE state = 'stopped'",
         "UPDATE sweeps SET state = 'canceled' WHERE state = 'cancelled'",
     ],
+    # v2 -> v3: the runs' change counter (readers of a migrated store start with a full read, so any values do).
+    2: [
+        "ALTER TABLE runs ADD COLUMN change_seq INTEGER DEFAULT 0 NOT NULL",
+        "UPDATE runs SET change_seq = number",
+        "CREATE INDEX ix_runs_sweep_change ON runs (sweep_id, change_seq)",
+        *RUN_CHANGE_TRIGGERS,
+    ],
+    # v3 -> v4: agents bound to one sweep (every agent of an older store served its whole queue).
+    3: ["ALTER TABLE agents ADD COLUMN sweep_id VARCHAR(32)"],
 }
 
 
@@ -121,10 +154,14 @@ runs = Table(
     Column("ended_at", Float),
     Column("cost_usd", Float),
     Column("search_info", JSONText),
+    Column("change_seq", Integer, nullable=False, server_default=text("0")),  # set by RUN_CHANGE_TRIGGERS
     UniqueConstraint("sweep_id", "number", name="uq_runs_sweep_number"),
     UniqueConstraint("sweep_id", "config_hash", name="uq_runs_sweep_config"),
     Index("ix_runs_sweep_state", "sweep_id", "state"),
+    Index("ix_runs_sweep_change", "sweep_id", "change_seq"),
 )
+for _trigger in RUN_CHANGE_TRIGGERS:
+    event.listen(runs, "after_create", DDL(_trigger))
 
 run_history = Table(
     "run_history",
@@ -181,5 +218,6 @@ agents = Table(
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
     Column("stopped_at", Float),
+    Column("sweep_id", String(32)),  # serves this sweep's runs only; NULL: the whole queue
     Index("ix_agents_queue_heartbeat", "queue", "heartbeat_at"),
 )

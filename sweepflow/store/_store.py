@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Row, Text, and_, delete, func, inspect, or_, 
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.types import NullType
 
+from sweepflow.store import _direct as direct
 from sweepflow.store import _schema as t
 from sweepflow.store._engine import BEGIN_OPTION, BUSY_TIMEOUT_S, create_sqlite_engine, default_url
 from sweepflow.store._errors import (
@@ -60,7 +61,6 @@ LEASE_EXPIRED_REASON = "agent lost (lease expired)"
 AGENT_STALE_AFTER_S = 60.0
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
-_IN_CHUNK = 500  # ids per ``IN (...)``: well under SQLite's bound on variables in a statement
 _E = TypeVar("_E", SweepState, RunState, ItemState)
 _R = TypeVar("_R", Sweep, Run, QueueItem, Queue, Agent)
 
@@ -296,9 +296,9 @@ class Store:
             return _sweep(self._sweep_row(conn, sweep_id))
 
     def get_sweep(self, sweep_id: str) -> Sweep | None:
-        with self._read() as conn:
-            row = conn.execute(select(t.sweeps).where(t.sweeps.c.id == sweep_id)).one_or_none()
-        return None if row is None else _sweep(row)
+        with self._read() as conn:  # a controller reads its sweep on every decision: the direct path
+            found = direct.sweeps_of(direct.execute(conn, direct.SWEEP, {"sweep_id": sweep_id}))
+        return found[0] if found else None
 
     def find_sweep(self, key: str) -> Sweep | None:
         """The sweep created with idempotency ``key``, if any."""
@@ -441,23 +441,23 @@ class Store:
         now = _now(now)
         config = dict(config)
         digest = config_hash(config)
-        r = t.runs.c
-        # Each statement costs ~0.2-0.3 ms of SQLAlchemy, and a controller queues a run per decision: the duplicate
-        # check and the next number are one statement, and a colliding random id is retried, not looked up first.
-        checks = select(
-            select(r.id).where(r.sweep_id == sweep_id, r.config_hash == digest).scalar_subquery(),
-            select(func.coalesce(func.max(r.number), 0)).where(r.sweep_id == sweep_id).scalar_subquery(),
-        )
+        # A controller queues a run per decision: what the guards read is one statement, a colliding random id
+        # is retried rather than looked up first, and the statements take the direct path (store/_direct.py).
         with self._write() as conn:
-            sweep = _sweep(self._sweep_row(conn, sweep_id))
-            self._check_can_enqueue(sweep, owner, now)
-            duplicate, top = conn.execute(checks).one()
+            found = direct.execute(
+                conn, direct.ADD_RUN_CHECKS, {"sweep_id": sweep_id, "digest": digest, "queue": queue}
+            ).fetchone()
+            if found is None:
+                raise NotFoundError(f"no sweep with id {sweep_id!r}.")
+            state, run_cap, lease_owner, lease_expires_at, duplicate, top, default_priority = found
+            self._check_can_enqueue(sweep_id, SweepState(state), lease_owner, lease_expires_at, owner, now)
             if duplicate is not None:
                 raise DuplicateConfigError(sweep_id, duplicate)
             number = top + 1
-            if sweep.run_cap is not None and number > sweep.run_cap:
-                raise RunCapReachedError(sweep_id, sweep.run_cap)
-            default_priority = self._ensure_queue_row(conn, queue, now)
+            if run_cap is not None and number > run_cap:
+                raise RunCapReachedError(sweep_id, run_cap)
+            if default_priority is None:  # a queue named for the first time
+                default_priority = self._ensure_queue_row(conn, queue, now)
             values: dict[str, Any] = {
                 "sweep_id": sweep_id,
                 "number": number,
@@ -470,20 +470,20 @@ class Store:
                 "queued_at": now,
                 "search_info": None if search_info is None else dict(search_info),
             }
+            info = values["search_info"]  # the JSON columns as the text they are stored as (None: SQL NULL)
+            texts = {"config": dumps(config), "summary": "{}", "search_info": None if info is None else dumps(info)}
+            row = {**dict.fromkeys(direct.RUN_INSERT_COLUMNS), **values, **texts}
             while True:  # we hold the write lock: an id that is free now stays free
-                run_id = new_id()
-                added = conn.execute(
-                    insert(t.runs).values(id=run_id, **values).on_conflict_do_nothing(index_elements=["id"])
-                )
-                if added.rowcount == 1:
+                run_id = row["id"] = new_id()
+                if direct.execute(conn, direct.INSERT_RUN, row).rowcount == 1:
                     break
             self._enqueue(conn, queue, run_id, default_priority if priority is None else priority, now)
         # The row as a read would return it (JSON columns round-trip through their text), without reading it.
         stored = {
             **values,
             "state": RunState.PENDING,
-            "config": loads(dumps(config)),
-            "search_info": loads(dumps(values["search_info"])),
+            "config": loads(texts["config"]),
+            "search_info": None if info is None else loads(texts["search_info"]),
         }
         return Run(id=run_id, **{f.name: stored.get(f.name) for f in fields(Run) if f.name != "id"})
 
@@ -509,7 +509,8 @@ class Store:
             run = _run(self._run_row(conn, run_id))
             if run.state not in REQUEUEABLE:
                 raise RunRefusedError(f"run {run_id} is {run.state.value}; only crashed or preempted runs requeue.")
-            self._check_can_enqueue(_sweep(self._sweep_row(conn, run.sweep_id)), owner, now)
+            sweep = _sweep(self._sweep_row(conn, run.sweep_id))
+            self._check_can_enqueue(sweep.id, sweep.state, sweep.lease_owner, sweep.lease_expires_at, owner, now)
             default_priority = self._ensure_queue_row(conn, run.queue, now)
             conn.execute(delete(t.run_history).where(t.run_history.c.run_id == run_id))
             conn.execute(
@@ -532,25 +533,29 @@ class Store:
             return _run(self._run_row(conn, run_id))
 
     @staticmethod
-    def _check_can_enqueue(sweep: Sweep, owner: str | None, now: float) -> None:
-        if not sweep.state.is_active:
-            raise SweepInactiveError(f"sweep {sweep.id} is {sweep.state.value}; it takes no new runs.")
-        if owner is not None and (
-            sweep.lease_owner != owner or sweep.lease_expires_at is None or sweep.lease_expires_at <= now
-        ):
-            raise LeaseLostError(f"{owner} does not hold the controller lease of sweep {sweep.id}.")
+    def _check_can_enqueue(
+        sweep_id: str,
+        state: SweepState,
+        lease_owner: str | None,
+        lease_expires_at: float | None,
+        owner: str | None,
+        now: float,
+    ) -> None:
+        if not state.is_active:
+            raise SweepInactiveError(f"sweep {sweep_id} is {state.value}; it takes no new runs.")
+        if owner is not None and (lease_owner != owner or lease_expires_at is None or lease_expires_at <= now):
+            raise LeaseLostError(f"{owner} does not hold the controller lease of sweep {sweep_id}.")
 
     @staticmethod
     def _enqueue(conn: Connection, queue: str, run_id: str, priority: int | str, now: float) -> None:
-        conn.execute(
-            insert(t.queue_items).values(
-                queue=queue,
-                run_id=run_id,
-                priority=priority_value(priority),
-                enqueued_at=now,
-                state=ItemState.PENDING.value,
-            )
-        )
+        item = {
+            "queue": queue,
+            "run_id": run_id,
+            "priority": priority_value(priority),
+            "enqueued_at": now,
+            "state": ItemState.PENDING.value,
+        }
+        direct.execute(conn, direct.INSERT_ITEM, item)
 
     @staticmethod
     def _run_row(conn: Connection, run_id: str) -> Row[Any]:
@@ -572,50 +577,21 @@ class Store:
         with self._read() as conn:
             return [_run(row) for row in conn.execute(query)]
 
-    def run_changes(self, sweep_id: str, *, since: int | None, versions: Mapping[str, Any]) -> RunChanges:
-        """The runs a reader holding a copy of the sweep's runs must read again, given what its last call returned
-        (``since`` and ``versions``; ``None`` and ``{}`` the first time, which reads every run): every run queued
-        since (new, or queued again), every run in flight whose version changed, and every run that was in flight
-        and is no more.
+    def run_changes(self, sweep_id: str, *, since: int | None) -> RunChanges:
+        """The runs of the sweep written since a reader's last call, by number: every run whose change counter
+        (``runs.change_seq``, set by the database on every insert and update of a run) is above ``since``, the
+        ``since`` of the last call's answer. ``None`` (a first read) reads every run.
 
-        A reader who reads every run each time pays for every finished run on every read; this costs what
-        changed plus one narrow row per run in flight. It relies on which runs can change: every write to a run
-        happens while it is pending or running, except :meth:`requeue_run`, which gives the run a new queue
-        item, as :meth:`add_run` does; items are numbered in commit order (AUTOINCREMENT under the write lock),
-        so the items above ``since`` name every run queued since. (:meth:`append_history` without ``item_id``
-        could still change an ended run's summary; nothing in sweepflow calls it so for an ended run.) A run's
-        version is the columns those writes touch, the summary as its stored text: compared, not decoded.
+        A reader holding a copy of the sweep's runs pays for what changed, not for the runs it holds: one range
+        of an index, whatever the number of runs ended or in flight.
         """
-        r, items = t.runs.c, t.queue_items.c
-        version_cols = (
-            r.id,
-            r.state,
-            r.attempt,
-            r.stop_requested,
-            r.exit_code,
-            r.agent_id,
-            type_coerce(r.summary, Text),
-        )
-        live = [RunState.PENDING.value, RunState.RUNNING.value]
-        with self._read() as conn:
-            top = conn.scalar(select(func.coalesce(func.max(items.id), 0)))
-            found: dict[str, Run] = {}
-            if since is None:  # a first read: every run
-                found = {run.id: run for run in map(_run, conn.execute(select(t.runs).where(r.sweep_id == sweep_id)))}
-                stale: set[str] = set()
-            else:  # the items above `since` (a range of the primary key; joined to runs, SQLite would walk the runs)
-                stale = set(conn.scalars(select(items.run_id).where(items.id > since, items.id <= top)))
-            now_live = {
-                row[0]: tuple(row[1:])
-                for row in conn.execute(select(*version_cols).where(r.sweep_id == sweep_id, r.state.in_(live))).all()
-            }
-            stale.update(run_id for run_id, version in now_live.items() if versions.get(run_id) != version)
-            stale.update(run_id for run_id in versions if run_id not in now_live)  # ended since
-            ids = sorted(stale - found.keys())
-            for i in range(0, len(ids), _IN_CHUNK):
-                chunk = select(t.runs).where(r.id.in_(ids[i : i + _IN_CHUNK]), r.sweep_id == sweep_id)
-                found.update((run.id, run) for run in map(_run, conn.execute(chunk)))
-        return RunChanges(sorted(found.values(), key=lambda run: run.number), now_live, top)
+        with self._read() as conn:  # a controller reads on every decision: the direct path
+            if since is None:
+                cursor = direct.execute(conn, direct.RUNS, {"sweep_id": sweep_id})
+            else:
+                cursor = direct.execute(conn, direct.RUNS_SINCE, {"sweep_id": sweep_id, "since": since})
+            runs, top = direct.runs_and_top(cursor)
+        return RunChanges(runs, max(top, since or 0))
 
     def counts(self, sweep_id: str) -> dict[RunState, int]:
         """Runs of the sweep per state; every state is present, zeros included."""
@@ -888,8 +864,11 @@ class Store:
         with self._read() as conn:
             return [_item(row) for row in conn.execute(query)]
 
-    def claim_next(self, queue: str, agent_id: str, *, lease_ttl: float, now: float | None = None) -> Claim | None:
-        """Lease the queue's best pending item to ``agent_id`` for ``lease_ttl`` seconds.
+    def claim_next(
+        self, queue: str, agent_id: str, *, lease_ttl: float, now: float | None = None, sweep_id: str | None = None
+    ) -> Claim | None:
+        """Lease the queue's best pending item (of ``sweep_id``'s runs only, if given) to ``agent_id`` for
+        ``lease_ttl`` seconds.
 
         Best is highest priority, then oldest. Items of paused or ended sweeps are skipped. Atomic across
         processes: two agents never get the same item. ``None`` when nothing is claimable.
@@ -909,6 +888,8 @@ class Store:
             .order_by(items.priority.desc(), items.enqueued_at, items.id)
             .limit(1)
         )
+        if sweep_id is not None:
+            query = query.where(t.runs.c.sweep_id == sweep_id)
         with self._write() as conn:
             item_id = conn.scalar(query)
             if item_id is None:
@@ -989,13 +970,22 @@ class Store:
         pid: int | None = None,
         host: str | None = None,
         now: float | None = None,
+        sweep_id: str | None = None,
     ) -> Agent:
-        """Record an agent serving ``queue`` (re-registering an id revives it). Ids default to host-pid-random."""
+        """Record an agent serving ``queue`` (re-registering an id revives it), or only ``sweep_id``'s runs on it.
+        Ids default to host-pid-random."""
         now = _now(now)
         pid = os.getpid() if pid is None else pid
         host = socket.gethostname() if host is None else host
         agent_id = agent_id or f"{host}-{pid}-{new_id(4)}"
-        values = {"queue": queue, "pid": pid, "host": host, "max_jobs": max_jobs, "heartbeat_at": now}
+        values = {
+            "queue": queue,
+            "pid": pid,
+            "host": host,
+            "max_jobs": max_jobs,
+            "heartbeat_at": now,
+            "sweep_id": sweep_id,
+        }
         with self._write() as conn:
             conn.execute(
                 insert(t.agents)
@@ -1016,14 +1006,22 @@ class Store:
         return None if row is None else _agent(row)
 
     def live_agents(
-        self, queue: str | None = None, *, max_age: float = AGENT_STALE_AFTER_S, now: float | None = None
+        self,
+        queue: str | None = None,
+        *,
+        max_age: float = AGENT_STALE_AFTER_S,
+        now: float | None = None,
+        queue_wide: bool = False,
     ) -> list[Agent]:
-        """Agents that beat within ``max_age`` seconds and did not deregister, optionally of one queue."""
+        """Agents that beat within ``max_age`` seconds and did not deregister, optionally of one queue, and with
+        ``queue_wide`` only those serving their whole queue (not one sweep's embedded agent)."""
         now = _now(now)
         a = t.agents.c
         query = select(t.agents).where(a.stopped_at.is_(None), a.heartbeat_at >= now - max_age).order_by(a.id)
         if queue is not None:
             query = query.where(a.queue == queue)
+        if queue_wide:
+            query = query.where(a.sweep_id.is_(None))
         with self._read() as conn:
             return [_agent(row) for row in conn.execute(query)]
 

@@ -16,6 +16,7 @@ import pytest
 
 from sweepflow.backends.local import LocalBackend
 from sweepflow.errors import SweepflowError
+from sweepflow.local.processes import interrupt_on_signals
 from tests.backend_tests.conftest import curve_config, sweep
 
 
@@ -193,3 +194,24 @@ def test_ctrl_c_of_launch_sweep_wait_stops_its_standby_too(
     assert {r.id for r in store.runs(sweep_id) if r.started_at} == started
     assert all(r.state.value != "running" for r in store.runs(sweep_id))
     assert not backend.status(sweep_id).done  # still resumable with --resume_id
+
+
+def test_a_ctrl_c_the_moment_a_standby_starts_leaves_no_standby_behind(backend: LocalBackend, monkeypatch) -> None:
+    """Ctrl-C may fall just after the standby's process exists: the loop's clean stop must still find it."""
+    spawned: list[subprocess.Popen] = []
+
+    def spawn(sweep_id: str, *, standby: bool) -> subprocess.Popen:
+        spawned.append(subprocess.Popen(["sleep", "60"]))  # stands for the standby controller
+        os.kill(os.getpid(), signal.SIGINT)  # the Ctrl-C, at the worst moment
+        return spawned[-1]
+
+    monkeypatch.setattr(backend, "_spawn_controller", spawn)
+    try:
+        with interrupt_on_signals(), pytest.raises(KeyboardInterrupt):  # as `launch-sweep --wait` runs
+            backend.ensure_standby("s")
+            time.sleep(1)  # the interrupt is raised by now wherever it lands
+        backend.stop_standby("s")  # what the driving loop's `finally` does
+        assert spawned[0].poll() is not None, "the standby outlived the stop"
+    finally:
+        spawned[0].kill()
+        spawned[0].wait()

@@ -88,6 +88,22 @@ def test_an_exited_run_frees_its_slot_at_once_while_its_exit_record_is_awaited(
     assert store.get_run(late.spec.run_id).state is RunState.FINISHED
 
 
+def test_a_sweeps_own_agent_runs_only_that_sweeps_runs(store: Store, runs: FakeRuns, tmp_path: Path) -> None:
+    """Two sweeps on one queue, each driven with its own agent (sized by its num_workers): neither agent takes
+    the other's runs, however old they are, so each sweep gets its workers. An agent of the whole queue
+    (`launch-agent`) takes any."""
+    first, second = make_sweep(store, "a", run_cap=2), make_sweep(store, "b", run_cap=2)
+    make_controller(store, first, lookahead=0).tick(0.0)  # first's runs are the queue's oldest
+    make_controller(store, second, lookahead=0).tick(1.0)
+    own = make_agent(store, runs, tmp_path, sweep_id=second.id)
+    assert own.tick(2.0).started == 1
+    assert [r.spec.sweep_id for r in runs.live()] == [second.id]
+    anyone = make_agent(store, runs, tmp_path)
+    assert anyone.tick(2.0).started == 1
+    assert runs.live()[-1].spec.sweep_id == first.id
+    assert [a.id for a in store.live_agents("default", now=2.0, queue_wide=True)] == [anyone.id]
+
+
 def test_bayes_never_queues_ahead(store: Store) -> None:
     sweep = make_sweep(store, method="bayes", run_cap=5, scheduler={"num_workers": 2})
     make_controller(store, sweep).tick(0.0)

@@ -189,6 +189,45 @@ def test_random_draws_exactly_what_the_engine_draws_from_the_space_validated_onc
             trials.append(Trial(str(i), ours, "finished"))
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"min": -1.0, "max": 1.0},
+        {"distribution": "uniform", "min": 0, "max": 3},
+        {"min": 1e-9, "max": 123.456},
+        {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
+        {"distribution": "log_uniform_values", "min": 3, "max": 4096},
+        {"distribution": "int_uniform", "min": 1, "max": 9},
+        {"distribution": "int_uniform", "min": -7, "max": 1000},
+        {"distribution": "int_uniform", "min": 5, "max": 6},
+        {"values": ["relu", "tanh", "gelu"]},
+        {"values": list(range(97))},
+    ],
+)
+def test_fast_ppf_is_the_engines_ppf_value_for_value(spec: dict) -> None:
+    # fast_ppf repeats scipy's arithmetic without its call overhead; it must give the very values (and types, once
+    # plain JSON) the engine's ppf gives: at random points and where an integer bin starts or ends (k / n, one
+    # float step either side), where a rounding slip would show.
+    from sweeps.params import HyperParameterSet
+
+    from sweepflow.local.search._base import to_json
+    from sweepflow.local.search._sweeps import fast_ppf
+
+    config = load_sweep_config({"method": "random", "parameters": {"p": spec}})
+    (param,) = HyperParameterSet.from_config(config.engine_config()["parameters"])
+    fast = fast_ppf(param)
+    assert fast is not None
+    rng = random.Random(0)
+    points = [rng.random() for _ in range(500)] + [5e-324, 1e-17, 0.5, 1 - 2**-53]
+    if "values" in spec or spec.get("distribution") == "int_uniform":  # n integer bins of width 1 / n
+        n = len(spec["values"]) if "values" in spec else spec["max"] - spec["min"] + 1
+        for k in rng.sample(range(1, n), min(n - 1, 60)):
+            points += [math.nextafter(k / n, 0.0), k / n, math.nextafter(k / n, 1.0)]
+    for q in points:
+        ours, theirs = to_json(fast(q)), to_json(param.ppf(q))
+        assert (ours, type(ours)) == (theirs, type(theirs)), q
+
+
 def _sequence(config: dict, seed: int, n: int, restart_at: int | None = None) -> list[dict]:
     cfg = load_sweep_config(config)
     searcher = searcher_for(cfg, seed)

@@ -21,13 +21,23 @@ from sweepflow.store import (
 ASSETS = Path(__file__).parent / "assets"
 
 
-def _schema_sql(path: Path) -> list[tuple[str, str, str]]:
+def _schema(path: Path) -> dict[str, object]:
+    """What a database's schema is, not how its SQL was spelled (a migration's ALTER TABLE spells a column
+    differently from a fresh CREATE TABLE): each table's columns, indexes (with their columns) and triggers."""
     with sqlite3.connect(path) as con:
-        rows = con.execute(
-            "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"
-        ).fetchall()
+        out: dict[str, object] = {}
+        for kind, name, table, sql in con.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"
+        ):
+            if kind == "table":
+                out[name] = con.execute(f"PRAGMA table_xinfo({name})").fetchall()
+            elif kind == "index":
+                found = [i[1:] for i in con.execute(f"PRAGMA index_list({table})") if i[1] == name]  # not its seq
+                out[name] = (table, found, con.execute(f"PRAGMA index_xinfo({name})").fetchall())
+            else:
+                out[name] = sql
     con.close()
-    return rows
+    return out
 
 
 def test_none_is_the_file_under_sweepflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,21 +106,69 @@ def test_an_older_version_without_a_migration_is_refused(tmp_path: Path) -> None
         get_store(f"sqlite:///{path}")
 
 
-@pytest.fixture
-def v1_db(tmp_path: Path) -> Path:
-    path = tmp_path / "v1.db"
+def _asset_db(tmp_path: Path, version: int) -> Path:
+    path = tmp_path / f"v{version}.db"
     with sqlite3.connect(path) as con:
-        con.executescript((ASSETS / "store_v1.sql").read_text())
+        con.executescript((ASSETS / f"store_v{version}.sql").read_text())
     con.close()
     return path
 
 
-def test_the_tables_are_still_those_of_version_1(tmp_path: Path, v1_db: Path) -> None:
-    """Version 2 changed state names only (a data migration). Changing a table without bumping SCHEMA_VERSION
-    (and adding an asset + migration) fails here."""
-    assert SCHEMA_VERSION == 2
+@pytest.fixture
+def v1_db(tmp_path: Path) -> Path:
+    return _asset_db(tmp_path, 1)
+
+
+@pytest.fixture
+def v2_db(tmp_path: Path) -> Path:
+    return _asset_db(tmp_path, 2)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_a_migrated_database_has_the_schema_of_a_fresh_one(tmp_path: Path, version: int) -> None:
+    """Changing a table without bumping SCHEMA_VERSION and adding a migration (and an asset of the version it
+    migrates from) fails here."""
+    assert SCHEMA_VERSION == 4  # the asset of every earlier version is in assets/
+    old = _asset_db(tmp_path, version)
+    Store(f"sqlite:///{old}").close()
     Store(f"sqlite:///{tmp_path / 'fresh.db'}").close()
-    assert _schema_sql(tmp_path / "fresh.db") == _schema_sql(v1_db)
+    assert _schema(old) == _schema(tmp_path / "fresh.db")
+
+
+def test_version_3_agents_serve_their_whole_queue(tmp_path: Path) -> None:
+    """Before v4 every agent served its whole queue: a migrated store's agents still do, and still count as the
+    queue's servers; a sweep's own agent (v4) does not."""
+    with get_store(f"sqlite:///{_asset_db(tmp_path, 3)}") as store:
+        assert store.schema_version == 4 and store.check() == []
+        [old] = store.live_agents("gpu", now=1800000002.0)
+        assert (old.id, old.sweep_id) == ("agent-1", None)
+        sweep = store.find_sweep("v3/stage")
+        store.register_agent("gpu", agent_id="own", sweep_id=sweep.id, now=1800000002.0)
+        assert [a.id for a in store.live_agents("gpu", now=1800000002.0)] == ["agent-1", "own"]
+        assert [a.id for a in store.live_agents("gpu", now=1800000002.0, queue_wide=True)] == ["agent-1"]
+
+
+def test_version_2_gains_the_change_counter_and_a_view_reads_what_changed(v2_db: Path) -> None:
+    """v3 numbers every write to a run (runs.change_seq): a migrated store's runs are read whole once, then only
+    as they change."""
+    with get_store(f"sqlite:///{v2_db}") as store:
+        assert store.schema_version == SCHEMA_VERSION and store.check() == []
+        sweep = store.find_sweep("v2/stage")
+        first = store.run_changes(sweep.id, since=None)
+        done, running, waiting = first.runs
+        assert first.runs == store.runs(sweep.id)
+        assert [r.state for r in first.runs] == [RunState.FINISHED, RunState.RUNNING, RunState.PENDING]
+        assert store.run_changes(sweep.id, since=first.since).runs == []
+        item = store.claims()[0].item
+        store.mark_run_finished(running.id, "finished", summary={"loss": 0.25}, item_id=item.id)
+        fourth = store.add_run(sweep.id, {"lr": 0.4}, queue="gpu")
+        changed = store.run_changes(sweep.id, since=first.since)
+        assert [(r.id, r.state) for r in changed.runs] == [
+            (running.id, RunState.FINISHED),
+            (fourth.id, RunState.PENDING),
+        ]
+        assert changed.runs[0].summary == {"loss": 0.25} and changed.since > first.since
+        assert store.get_run(done.id) == done and store.get_run(waiting.id) == waiting
 
 
 def test_version_1_state_names_become_wandbs(v1_db: Path) -> None:
@@ -124,7 +182,7 @@ def test_version_1_state_names_become_wandbs(v1_db: Path) -> None:
         con.execute("UPDATE runs SET state = 'stopped', stop_reason = 'hyperband' WHERE state = 'finished'")
     con.close()
     with get_store(f"sqlite:///{v1_db}") as store:
-        assert store.schema_version == 2
+        assert store.schema_version == SCHEMA_VERSION
         assert store.get_sweep("s2").state is SweepState.CANCELED
         assert store.get_sweep("s3").state is SweepState.FINISHED
         states = {r.state: r.stop_reason for r in store.runs(sweep_id)}

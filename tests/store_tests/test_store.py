@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from sweepflow.errors import SweepflowError
 from sweepflow.store import (
@@ -553,44 +554,62 @@ def test_record_exit_marks_a_run_that_ended_on_its_own_until_its_outcome_is_reco
     assert not store.record_exit(claim.run.id, 0, item_id=claim.item.id + 1)  # another claim's word is ignored
 
 
-def test_run_changes_reads_new_runs_those_in_flight_that_changed_and_those_that_ended(store: Store) -> None:
+def test_run_changes_reads_every_run_written_since_and_no_other(store: Store) -> None:
+    """Each of the store's writes to a run makes it a change, once; a run not written since is never read."""
     sweep = _sweep(store)
     other = _sweep(store, key="other")
-    first = store.run_changes(sweep.id, since=None, versions={})
-    assert first.runs == [] and first.versions == {}
+    first = store.run_changes(sweep.id, since=None)
+    assert first.runs == []
+    since = first.since
+
+    def changed() -> list[tuple[str, RunState]]:
+        nonlocal since
+        got = store.run_changes(sweep.id, since=since)
+        since = got.since
+        assert store.run_changes(sweep.id, since=since).runs == []  # read once, then not again
+        return [(r.id, r.state) for r in got.runs]
+
     a, b, c = (store.add_run(sweep.id, {"x": i}, queue="q", now=T0) for i in range(3))
     store.add_run(other.id, {"x": 0}, queue="q", now=T0)  # another sweep's run is not this sweep's change
-    seen = store.run_changes(sweep.id, since=first.since, versions=first.versions)
-    assert [r.id for r in seen.runs] == [a.id, b.id, c.id] and set(seen.versions) == {a.id, b.id, c.id}
-    assert store.run_changes(sweep.id, since=seen.since, versions=seen.versions).runs == []  # nothing changed
+    assert changed() == [(a.id, RunState.PENDING), (b.id, RunState.PENDING), (c.id, RunState.PENDING)]
     claim = store.claim_next("q", "a1", lease_ttl=30, now=T0)
     assert claim is not None and claim.run.id == a.id
+    assert changed() == []  # a claim writes the queue item, not the run
     store.mark_run_started(a.id, "a1", item_id=claim.item.id, now=T0)
-    store.append_history(a.id, [{"_step": 0, "loss": 1.0}], summary={"loss": 1.0}, item_id=claim.item.id)
+    assert changed() == [(a.id, RunState.RUNNING)]
+    store.append_history(a.id, [{"_step": 0, "loss": 1.0}], item_id=claim.item.id)
+    assert changed() == []  # history rows alone leave the run as it was
+    store.append_history(a.id, [{"_step": 1, "loss": 0.5}], summary={"loss": 0.5}, item_id=claim.item.id)
+    assert changed() == [(a.id, RunState.RUNNING)]
+    store.request_stop(a.id, "hyperband", now=T0)
+    assert changed() == [(a.id, RunState.RUNNING)]
     store.request_stop(b.id, "not needed", now=T0)  # pending: it ends killed
-    d = store.add_run(sweep.id, {"x": 3}, queue="q", now=T0)
-    changed = store.run_changes(sweep.id, since=seen.since, versions=seen.versions)
-    assert [(r.id, r.state, r.summary) for r in changed.runs] == [
-        (a.id, RunState.RUNNING, {"loss": 1.0}),
-        (b.id, RunState.KILLED, {}),
-        (d.id, RunState.PENDING, {}),
-    ]
-    assert set(changed.versions) == {a.id, c.id, d.id}
-    # An ended run is written again only when it is queued again (a new queue item): then it is read, even if it
-    # ended once more before the reader looked.
+    assert changed() == [(b.id, RunState.KILLED)]
+    store.record_exit(a.id, 0, item_id=claim.item.id)
+    assert changed() == [(a.id, RunState.RUNNING)]
     store.mark_run_finished(a.id, "crashed", stop_reason="agent lost", item_id=claim.item.id, now=T0 + 1)
-    ended = store.run_changes(sweep.id, since=changed.since, versions=changed.versions)
-    assert [(r.id, r.state) for r in ended.runs] == [(a.id, RunState.CRASHED)]
+    assert changed() == [(a.id, RunState.CRASHED)]
     store.requeue_run(a.id, now=T0 + 2)
-    store.request_stop(a.id, "not needed", now=T0 + 2)
-    again = store.run_changes(sweep.id, since=ended.since, versions=ended.versions)
-    assert [(r.id, r.state, r.attempt) for r in again.runs] == [(a.id, RunState.KILLED, 2)]
-    # The sweep's end kills its pending runs in one transaction: each is read once more, then never again.
-    store.set_sweep_state(sweep.id, SweepState.FINISHED, now=T0 + 3)
-    last = store.run_changes(sweep.id, since=again.since, versions=again.versions)
-    assert [r.id for r in last.runs] == [c.id, d.id] and last.versions == {}
-    assert all(r.state is RunState.KILLED for r in last.runs)
-    assert store.run_changes(sweep.id, since=last.since, versions=last.versions).runs == []
+    d = store.add_run(sweep.id, {"x": 3}, queue="q", now=T0)
+    store.request_stop(a.id, "not needed", now=T0 + 2)  # written twice between two reads: read once
+    assert changed() == [(a.id, RunState.KILLED), (d.id, RunState.PENDING)]
+    claim = store.claim_next("q", "a1", lease_ttl=30, now=T0)
+    assert claim is not None and claim.run.id == c.id
+    store.mark_run_started(c.id, "a1", item_id=claim.item.id, now=T0)
+    changed()
+    # A cancel asks the running runs to stop and kills the pending ones in one transaction: each is read once.
+    store.set_sweep_state(sweep.id, SweepState.CANCELED, now=T0 + 3)
+    assert changed() == [(c.id, RunState.RUNNING), (d.id, RunState.KILLED)]
+    assert store.get_run(c.id).stop_requested is not None
+    assert store.run_changes(other.id, since=None).runs == store.runs(other.id)
+
+
+def test_the_direct_path_raises_driver_errors_as_sqlalchemy_does(store: Store) -> None:
+    # The backend retries SQLAlchemy's OperationalError (a busy database); the direct path must raise the same.
+    from sweepflow.store import _direct
+
+    with store._read() as conn, pytest.raises(OperationalError, match="no such table"):
+        _direct.execute(conn, "SELECT * FROM nothing_here WHERE id = :id", {"id": 1})
 
 
 def test_add_run_returns_the_run_exactly_as_a_read_returns_it(store: Store) -> None:

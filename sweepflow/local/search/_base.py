@@ -62,7 +62,8 @@ class Searcher(ABC):
 
     Contract: ``suggest`` is a pure function of the sweep seed and ``trials`` (their order included), so two
     controllers shown the same trials propose the same config; a searcher may cache across calls only what it
-    can rebuild from ``trials``. Values are plain JSON types; nested parameters come back nested.
+    can rebuild from ``trials``. The warm-start trials (``prior``), if any, come first, then the sweep's runs in
+    the order they were added. Values are plain JSON types; nested parameters come back nested.
     """
 
     #: the sweep's seed, from which every suggestion's randomness is derived
@@ -74,8 +75,14 @@ class Searcher(ABC):
 
     def _suggestion_seed(self, trials: Sequence[Trial]) -> int:
         # The n-th suggestion of the sweep gets seed (seed, n, attempt); attempt counts calls with the same n,
-        # which is how a controller asks again after the store refused a duplicate config.
-        n = sum(not t.prior for t in trials)
+        # which is how a controller asks again after the store refused a duplicate config. The priors lead the
+        # trials (the contract), so n costs the priors, not the sweep's runs (10k of them in issue 13's scale).
+        priors = 0
+        for trial in trials:
+            if not trial.prior:
+                break
+            priors += 1
+        n = len(trials) - priors
         last_n, attempt = getattr(self, "_last_draw", (None, -1))
         attempt = attempt + 1 if last_n == n else 0
         self._last_draw = (n, attempt)

@@ -15,7 +15,8 @@ identical to the unmodified engine's given whole histories (``tests/search_tests
 
 random reads no run at all, and the engine re-validates the whole parameter space (jsonschema, ~2 ms) on every
 call: here it is validated once and sampled as ``sweeps.random_search_next_runs`` samples it, so a random
-suggestion costs neither that nor a walk over the runs (issue 13: ``bench/bench_scale.py``). Same draws, same
+suggestion costs neither that nor a walk over the runs (issue 13: ``bench/bench_scale.py``); the common kinds'
+quantile functions are scipy's arithmetic without scipy's call overhead (:func:`fast_ppf`). Same draws, same
 configs (tested against the engine).
 """
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import math
 import random
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -38,7 +39,7 @@ with warnings.catch_warnings():  # sweeps' pydantic config emits a v1-style depr
     warnings.simplefilter("ignore")
     import sweeps
     from sweeps import RunState, SweepRun
-    from sweeps.params import HyperParameterSet
+    from sweeps.params import HyperParameter, HyperParameterSet
     from sweeps.run import is_number
 
 
@@ -129,6 +130,7 @@ class SweepsSearcher(Searcher):
         # random: the space, validated once (what random_search_next_runs builds on every call)
         self._space = HyperParameterSet.from_config(self._config["parameters"]) if config.method == "random" else None
         self._bayes: LeanBayes | None = None  # bayes: built at the first suggestion (and raising there, as sweeps)
+        self._fast = [fast_ppf(param) for param in self._space or []]
         self.last_info: dict[str, Any] | None = None  # the engine's search_info (bayes: EI, prediction)
 
     def engine_runs(self, trials: Sequence[Trial]) -> list[SweepRun]:
@@ -164,11 +166,42 @@ class SweepsSearcher(Searcher):
         return {k: to_json(v["value"]) for k, v in config.items()}
 
     def _random_config(self) -> dict[str, Any]:
-        """One draw of ``sweeps.random_search_next_runs`` (the engine's loop, on the space validated once)."""
+        """One draw of ``sweeps.random_search_next_runs`` (the engine's loop, on the space validated once): each
+        parameter's ``sample()`` is ``ppf(random.uniform(0, 1))``, here with :func:`fast_ppf` where it applies."""
         assert self._space is not None
-        for param in self._space:
-            param.value = param.sample()
+        for param, fast in zip(self._space, self._fast, strict=True):
+            q = random.uniform(0.0, 1.0)
+            param.value = fast(q) if fast is not None and 0.0 < q < 1.0 else param.ppf(q)
         return self._space.to_config()
+
+
+def _randint_ppf(q: float, low: int, high: int) -> int:
+    """``scipy.stats.randint.ppf(q, low, high)`` for 0 < q < 1: scipy's ``_ppf`` and ``_cdf``, operation for
+    operation (float64 throughout; Python ints are exact below 2**53)."""
+    vals = math.ceil(q * (high - low) + low) - 1
+    vals1 = min(max(vals - 1, low), high)
+    return vals1 if (math.floor(vals1) - low + 1.0) / (high - low) >= q else vals
+
+
+def fast_ppf(param: HyperParameter) -> Callable[[float], Any] | None:
+    """The engine's ``param.ppf(q)`` for 0 < q < 1, for the common kinds: the same float operations scipy performs
+    (so the same values, tested against the engine for every kind), without scipy's per-call argument handling,
+    which cost ~0.2 ms a parameter: most of a random suggestion, at every scheduling decision (issue 13, "Scale").
+    None for the kinds left to the engine."""
+    c = param.config
+    if param.type == HyperParameter.UNIFORM:  # stats.uniform.ppf(q, min, max - min): q * scale + loc
+        loc, scale = c["min"], c["max"] - c["min"]
+        return lambda q: q * scale + loc
+    if param.type == HyperParameter.LOG_UNIFORM_V2:  # exp of the uniform ppf between the logs, in numpy
+        low, high = np.log(c["min"]), np.log(c["max"])
+        return lambda q: np.exp(q * (high - low) + low)
+    if param.type == HyperParameter.INT_UNIFORM:
+        first, end = c["min"], c["max"] + 1
+        return lambda q: _randint_ppf(q, first, end)
+    if param.type == HyperParameter.CATEGORICAL:
+        values = c["values"]
+        return lambda q: values[_randint_ppf(q, 0, len(values))]
+    return None
 
 
 class HyperbandStopper(Stopper):
