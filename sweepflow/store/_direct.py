@@ -34,6 +34,7 @@ _R = TypeVar("_R", Run, Sweep)
 
 
 def compiled(statement: ClauseElement) -> str:
+    """The statement's SQL text, once: its parameters are the ``bindparam`` names (values are not compiled in)."""
     return str(statement.compile(dialect=_DIALECT))
 
 
