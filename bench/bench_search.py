@@ -116,6 +116,24 @@ SINGLE = ["wandb-random", "wandb-bayes", "optuna-tpe", "optuna-gp"]
 VARIANTS = {
     "qmc6-gp": replace(STRATEGIES["qmc-gp"], explore_share=6 / 40),
     "qmc12-gp": replace(STRATEGIES["qmc-gp"], explore_share=12 / 40),
+    "qmc4-gp": replace(STRATEGIES["qmc-gp"], explore_share=4 / 40),
+    "qmc-gpdet": replace(STRATEGIES["qmc-gp"], exploit_args={"deterministic_objective": True}),
+    "rand-gp": replace(STRATEGIES["qmc-gp"], explore="RandomSampler", explore_share=10 / 40),
+    "rand6-gp": replace(STRATEGIES["qmc-gp"], explore="RandomSampler", explore_share=6 / 40),
+    "rand16-gp": replace(STRATEGIES["qmc-gp"], explore="RandomSampler", explore_share=16 / 40),
+    "rand-gpdet": replace(
+        STRATEGIES["qmc-gp"],
+        explore="RandomSampler",
+        explore_share=10 / 40,
+        exploit_args={"deterministic_objective": True},
+    ),
+    "tpe-gp": replace(STRATEGIES["qmc-gp"], explore="TPESampler", explore_share=20 / 40),
+    "tpe16-gp": replace(
+        STRATEGIES["qmc-gp"], explore="TPESampler", explore_share=16 / 40, explore_args={"n_startup_trials": 6}
+    ),
+    "gp36-polish5": replace(STRATEGIES["gp-refine"], explore_share=36 / 40),
+    "gp34-polish5": replace(STRATEGIES["gp-refine"], explore_share=34 / 40),
+    "gp36-polish3": replace(STRATEGIES["gp-refine"], explore_share=36 / 40, narrow_top_k=3),
 }
 ARMS = [*SINGLE, *STRATEGIES, *VARIANTS]
 
