@@ -42,6 +42,9 @@ class Strategy:
     The exploit stage is warm-started with the explore runs that fit its space, and its sampler's
     ``n_startup_trials`` is set to the number of those it is sure to get (Optuna counts warm-start runs as
     finished trials), so it starts modelling at once instead of spending its first trials at random.
+    ``explore_args`` / ``exploit_args`` are further arguments of the two samplers (W&B's ``sampler.args``), so a
+    variant such as a TPE stage with a shorter random start is a strategy too (``bench/bench_search.py``
+    measures such variants beside the shipped ones).
     """
 
     summary: str
