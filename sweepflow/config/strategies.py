@@ -21,7 +21,7 @@ the sweep's ``method`` and sampler are replaced, its other keys (metric, paramet
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sweepflow.config.issues import Problem
@@ -42,6 +42,9 @@ class Strategy:
     The exploit stage is warm-started with the explore runs that fit its space, and its sampler's
     ``n_startup_trials`` is set to the number of those it is sure to get (Optuna counts warm-start runs as
     finished trials), so it starts modelling at once instead of spending its first trials at random.
+    ``explore_args`` / ``exploit_args`` are further arguments of the two samplers (W&B's ``sampler.args``), so a
+    variant such as a TPE stage with a shorter random start is a strategy too (``bench/bench_search.py``
+    measures such variants beside the shipped ones).
     """
 
     summary: str
@@ -49,6 +52,8 @@ class Strategy:
     exploit: str  # of the second
     explore_share: float  # fraction of the run_cap spent exploring
     narrow_top_k: int = 0  # > 0: narrow every numeric parameter to the range of the top-k explore runs
+    explore_args: dict[str, Any] = field(default_factory=dict)  # arguments of the explore sampler
+    exploit_args: dict[str, Any] = field(default_factory=dict)  # more arguments of the exploit sampler
 
     def split(self, budget: int) -> tuple[int, int]:
         """Runs of the explore and exploit stages; both at least 1."""
@@ -135,9 +140,11 @@ def expand(name: str, stage: Stage, strategy: Strategy) -> dict[str, Stage]:
     startup = min(first, strategy.narrow_top_k) if strategy.narrow_top_k else first  # priors sure to fit
     rule = stage.model_dump(exclude={"sweep", "strategy", "derive"}, exclude_none=True, by_alias=True)
     return {
-        explore: Stage.model_validate({**rule, "sweep": _engine(stage.sweep, strategy.explore, first, {})}),
+        explore: Stage.model_validate(
+            {**rule, "sweep": _engine(stage.sweep, strategy.explore, first, strategy.explore_args)}
+        ),
         name: Stage(
-            sweep=_engine(stage.sweep, strategy.exploit, rest, {"n_startup_trials": startup}),
+            sweep=_engine(stage.sweep, strategy.exploit, rest, {**strategy.exploit_args, "n_startup_trials": startup}),
             needs=[explore],
             derive=derive,
         ),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sweepflow.config import check_pipeline, load_pipeline
-from sweepflow.config.strategies import STRATEGIES
+from sweepflow.config.strategies import STRATEGIES, Strategy
 
 SWEEP = {
     "method": "bayes",
@@ -54,6 +54,19 @@ def test_each_strategy_expands_into_two_stages_that_share_the_budget(name: str) 
     # The expanded spec is an ordinary spec: dumped and loaded again, it is the same.
     again = load_pipeline(spec.model_dump(mode="json", by_alias=True, exclude_none=True))
     assert again.stages == spec.stages
+
+
+def test_a_strategy_passes_its_sampler_arguments_to_both_stages(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = {"n_startup_trials": 3}, {"deterministic_objective": True}
+    strategy = Strategy("test", "TPESampler", "GPSampler", 0.25, explore_args=args[0], exploit_args=args[1])
+    monkeypatch.setitem(STRATEGIES, "tpe-gpdet", strategy)
+    spec = load_pipeline(_spec("tpe-gpdet"))
+    explore, exploit = (
+        spec.stages[s].sweep.to_wandb()["scheduler"]["settings"]["sampler"] for s in ("search-explore", "search")
+    )
+    assert explore == {"type": "TPESampler", "args": {"n_startup_trials": 3}}
+    # the exploit stage's own startup count (its warm-start runs) beside the strategy's arguments
+    assert exploit == {"type": "GPSampler", "args": {"deterministic_objective": True, "n_startup_trials": 10}}
 
 
 NO_CAP = {k: v for k, v in SWEEP.items() if k != "run_cap"}

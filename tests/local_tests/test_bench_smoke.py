@@ -57,3 +57,23 @@ def test_search_bench_runs_single_samplers_and_strategies_through_the_pipeline(t
     # digits has no known optimum: regret is against the best value any arm found, so one arm reaches 0
     assert min(summary[f"digits/{a}"]["median"][-1] for a in ("wandb-random", "qmc-tpe")) == 0
     assert (tmp_path / "q.png").stat().st_size > 0
+
+
+def test_search_report_pools_seeds_filters_arms_and_counts_the_hartmann6_basin(tmp_path: Path) -> None:
+    bench = load_bench("bench_search")
+    opt = bench.HARTMANN6_MIN
+
+    def saved(path: Path, finals: dict[str, list[float]]) -> Path:
+        curves = {f"hartmann6/{arm}": [[opt + 2.0] * 9 + [opt + f] for f in fs] for arm, fs in finals.items()}
+        path.write_text(json.dumps({"result": {"curves": curves, "cpu_s": dict.fromkeys(curves, 1.0), "short": {}}}))
+        return path
+
+    a = saved(tmp_path / "a.json", {"optuna-gp": [0.01] * 10, "qmc-gp": [0.5] * 10})
+    b = saved(tmp_path / "b.json", {"optuna-gp": [0.2] * 20})
+    out = bench.main(["report", "--from", str(a), "--from", str(b), "--arms", "optuna-gp"])
+    assert list(out["curves"]) == ["hartmann6/optuna-gp"]  # qmc-gp filtered out; the two files' seeds pooled
+    row = bench.table(out["summary"], {}, (10,)).splitlines()[2]
+    assert row.startswith("| hartmann6 | optuna-gp | 30 (10 < 0.1) |")
+    [line] = bench.spread(out["curves"], out["summary"]["reference"]).splitlines()
+    low, mid, high = (float(x) for x in line.split(": ")[-1].split(" (")[0].split(" / "))
+    assert line.startswith("hartmann6/optuna-gp: median of 10 of its 30 seeds") and low < mid <= high
