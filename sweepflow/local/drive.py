@@ -177,6 +177,8 @@ def _load_engine() -> None:
         import sweeps.hyperband_stopping
         import sweeps.random_search  # noqa: F401
 
+        import sweepflow.local.search._bayes  # noqa: F401
+
 
 def _preload() -> None:
     """What a standby loads while it waits: the engine, and wandb's record type for the reaper's first read."""

@@ -27,13 +27,15 @@ import random
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sweepflow.config import SweepConfig
 from sweepflow.local.search._base import Searcher, Stopper, Trial, to_json
-from sweepflow.local.search._bayes import LeanBayes
+
+if TYPE_CHECKING:  # imported at the first bayes suggestion: scipy.stats and scikit-learn take seconds on a busy box
+    from sweepflow.local.search._bayes import LeanBayes
 
 with warnings.catch_warnings():  # sweeps' pydantic config emits a v1-style deprecation warning on import
     warnings.simplefilter("ignore")
@@ -155,7 +157,10 @@ class SweepsSearcher(Searcher):
         runs = self.engine_runs(trials)
         with seeded(self._suggestion_seed(trials)):
             if self._config["method"] == "bayes":
-                self._bayes = self._bayes or LeanBayes(self._config)
+                if self._bayes is None:
+                    from sweepflow.local.search._bayes import LeanBayes
+
+                    self._bayes = LeanBayes(self._config)
                 config, info = self._bayes.next_run(runs)
             else:
                 run = sweeps.next_run(self._config, runs)
