@@ -21,6 +21,7 @@ decision looks at those, the runs in flight, or counts kept beside them (issue 1
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import socket
@@ -36,7 +37,7 @@ from sweepflow.config import SweepConfig
 from sweepflow.local.processes import owner_is_dead
 from sweepflow.local.reaper import Reaper, lost_with_agent
 from sweepflow.local.runview import RunView
-from sweepflow.local.search import Trial, searcher_for, seed_of_id, stopper_for
+from sweepflow.local.search import Searcher, Stopper, Trial, ensure_searchable, searcher_for, seed_of_id, stopper_for
 from sweepflow.ranking import lookup, metric_value, reaches
 from sweepflow.settings import DEFAULTS
 from sweepflow.store import (
@@ -104,8 +105,8 @@ class Controller:
         self.config = SweepConfig.model_validate(sweep.config)
         # -- search (issue 13): the sweep's recorded seed, else one derived from its id (older sweeps) --
         seed = self.config.seed if self.config.seed is not None else seed_of_id(sweep_id)
-        self.searcher = searcher_for(self.config, rng if rng is not None else seed)
-        self.stopper = stopper_for(self.config, self.searcher)
+        ensure_searchable(self.config)
+        self._seed = rng if rng is not None else seed
         self._last_hyperband = -math.inf
         self._exhausted = False
         self._renew_at = self._reap_at = -math.inf  # the first tick does both
@@ -121,6 +122,17 @@ class Controller:
         if sweep is None:
             raise KeyError(self.sweep_id)
         return sweep
+
+    @functools.cached_property
+    def searcher(self) -> Searcher:
+        """Made at the first decision that needs it: its engine's imports (``sweeps``, scipy: seconds on a busy
+        box) stay out of the way of a controller taking a sweep over, whose first work (the runs lost with the
+        dead one, queued again and started) needs no engine. The drive loop loads it in the background."""
+        return searcher_for(self.config, self._seed)
+
+    @functools.cached_property
+    def stopper(self) -> Stopper:
+        return stopper_for(self.config, self.searcher)
 
     def tick(self, now: float | None = None) -> bool:
         """One round of decisions. Returns False once the sweep has ended (or was never ours to drive)."""
