@@ -123,8 +123,9 @@ class Reaper:
         log = _read_log(run_dir, run.id)
         record = log.exit_code if log is not None else None
         ended = run.exit_code is not None  # its agent saw its process exit on its own (Store.record_exit)
-        if ended and record is None and log is not None and _written_within(log.path, EXIT_RECORD_WAIT):
-            return False  # it has just ended: wandb-core may still be writing its exit record
+        finishing = ended or (log is not None and log.finishing)  # it ended on its own, or was ending
+        if finishing and record is None and log is not None and _written_within(log.path, EXIT_RECORD_WAIT):
+            return False  # wandb-core may still be writing its exit record (a run killed in wandb's finish)
         stopped = run.stop_requested is not None
         if record is not None or ended:  # it ended on its own: record it as its agent would have
             code = run.exit_code if ended else record

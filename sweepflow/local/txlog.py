@@ -163,6 +163,9 @@ class RunLog:
       *recorded* (``run.finish(exit_code=...)``, 1 after an uncaught exception, 255 after Ctrl-C), which is
       what W&B's finished / failed comes from, not the process's exit code.
     * ``preempting`` is set once the run called ``run.mark_preempting()``.
+    * ``finishing`` is set once wandb's finish has begun: it writes a telemetry record after the run's last
+      history row, then the exit record (wandb 0.31). A run killed then still gets its exit record from
+      wandb-core, a moment later.
     * ``summary["_runtime"]`` ends up 0: wandb 0.31 offline writes a ``{"_runtime": 0, "_wandb":
       {"runtime": 0}}`` summary update before every row and at finish. Use the rows' ``_runtime``.
     """
@@ -175,6 +178,7 @@ class RunLog:
         self.config: dict[str, Any] = {}
         self.exit_code: int | None = None
         self.preempting = False
+        self.finishing = False
 
     @classmethod
     def read(cls, path: str | os.PathLike[str], *, verify_crc: bool = True) -> RunLog:
@@ -213,7 +217,10 @@ class RunLog:
     def apply(self, record: pb.Record) -> dict[str, Any] | None:
         """Fold one record into this view; return the history row if it was one."""
         kind = record.WhichOneof("record_type")
+        if kind == "telemetry" and self.history:
+            self.finishing = True
         if kind == "history":
+            self.finishing = False
             row = {".".join(_path(item)): _history_value(item) for item in record.history.item}
             row.setdefault("_step", record.history.step.num)
             self.history.append(row)

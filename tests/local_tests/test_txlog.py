@@ -150,6 +150,19 @@ def test_poll_sees_rows_while_the_run_is_live(live_run: LiveRun) -> None:
     assert max(live_run.lags_s) < FLUSH_INTERVAL_S + 2.0, sorted(live_run.lags_s)[-5:]
 
 
+def test_finishing_shows_between_the_last_row_and_the_exit_record(live_run: LiveRun) -> None:
+    """A run killed in wandb's finish still gets its exit record (from wandb-core, a moment later): the reaper
+    waits for it when the log shows the finish began, instead of re-running a run that completed."""
+    log = RunLog(live_run.path)
+    seen = []
+    for record in TransactionLog(live_run.path).poll():
+        log.apply(record)
+        seen.append((record.WhichOneof("record_type"), log.finishing))
+    last_row = max(i for i, (kind, _) in enumerate(seen) if kind == "history")
+    assert not any(finishing for _, finishing in seen[: last_row + 1])  # never while rows still come
+    assert seen[-1] == ("exit", True) and seen[last_row + 1][1], seen[last_row:]
+
+
 def test_truncated_file_yields_a_prefix_of_the_history(live_run: LiveRun, tmp_path: Path) -> None:
     data = live_run.path.read_bytes()
     assert len(data) > 2 * BLOCK_SIZE  # so the cuts also land around block boundaries
