@@ -14,6 +14,7 @@ import select
 import shutil
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -124,6 +125,9 @@ def uninterrupted() -> Iterator[None]:
     """A step that a Ctrl-C must not cut in half: a run claimed and started but not yet recorded as ours, a
     standby started but not yet known. The interrupt :func:`interrupt_on_signals` raises comes at its end instead
     (main thread; elsewhere, or outside ``interrupt_on_signals``, this changes nothing)."""
+    if threading.current_thread() is not threading.main_thread():  # the handler runs, and raises, in the main one
+        yield
+        return
     _Deferred.depth += 1
     try:
         yield
