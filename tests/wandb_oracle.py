@@ -8,8 +8,12 @@ min < max and probability checks are applied to nested parameters too (W&B appli
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -84,3 +88,25 @@ def wandb_accepts(cfg: dict[str, Any]) -> bool:
             random.setstate(state)
             np.random.set_state(np_state)
     return True
+
+
+def engine_next_run(engine_config: dict[str, Any], trials: list[Any], seed: int) -> tuple[dict[str, Any] | None, Any]:
+    """W&B's unmodified engine's next run for ``trials`` (whole histories), the global RNGs seeded with ``seed``:
+    its values and search info, as plain JSON types. The engine draws from the global RNGs, so differential tests
+    call this in a process of its own (``engine_process``): in the test process a Prefect or wandb worker thread
+    left by an earlier test can draw from ``random`` between the seeding and the engine's draw."""
+    from sweepflow.local.search import to_json
+    from sweepflow.local.search._sweeps import seeded, sweep_run
+
+    with seeded(seed):
+        run = sweeps.next_run(engine_config, [sweep_run(t) for t in trials])
+    if run is None:
+        return None, None
+    return to_json({k: v["value"] for k, v in run.config.items()}), to_json(run.search_info)
+
+
+@contextmanager
+def engine_process() -> Iterator[Callable[[dict[str, Any], list[Any], int], tuple[dict[str, Any] | None, Any]]]:
+    """:func:`engine_next_run` in a fresh process of its own, which no other thread shares."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield lambda config, trials, seed: pool.submit(engine_next_run, config, list(trials), seed).result()

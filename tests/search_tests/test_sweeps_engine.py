@@ -11,9 +11,17 @@ import numpy as np
 import pytest
 
 from sweepflow.config import load_sweep_config
-from sweepflow.local.search import SweepsSearcher, Trial, derived_seed, searcher_for, to_json
-from sweepflow.local.search._sweeps import seeded, sweep_run
+from sweepflow.local.search import SweepsSearcher, Trial, derived_seed, searcher_for
 from sweepflow.store import get_store
+from tests.wandb_oracle import engine_process
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """W&B's unmodified engine, in a process of its own (see ``engine_next_run``)."""
+    with engine_process() as next_run:
+        yield next_run
+
 
 STATES = ["finished"] * 6 + ["failed", "crashed", "killed", "running", "pending"]
 
@@ -56,7 +64,7 @@ def _trials(rng: random.Random, n: int, rows: int) -> list[Trial]:
         ("minimize", "worst", "worst", 130, False),  # above 100 runs bayes fits on a resample
     ],
 )
-def test_lean_bayes_suggests_exactly_what_whole_histories_give(goal, impute, while_running, runs, fits) -> None:
+def test_lean_bayes_suggests_exactly_what_whole_histories_give(engine, goal, impute, while_running, runs, fits) -> None:
     # Where the GP fits, the suggestion depends on every imputed value (where it does not, bayes proposes a
     # random point and only the config handling is compared).
     metric = {"name": "loss", "goal": goal}
@@ -79,7 +87,7 @@ def test_lean_bayes_suggests_exactly_what_whole_histories_give(goal, impute, whi
     trials = _trials(rng, runs, 40)
     searcher = SweepsSearcher(config, seed=11)
     for _ in range(2):  # the second call reuses cached runs
-        _assert_as_unmodified(searcher, config, trials)
+        _assert_as_unmodified(engine, searcher, config, trials)
         if fits:
             assert "random sample" not in (searcher.last_info or {}).get("warnings", ""), "the GP must fit"
         trials = [*trials[:-1], Trial(trials[-1].id, trials[-1].config, "finished", {"loss": 0.0})]
@@ -88,21 +96,18 @@ def test_lean_bayes_suggests_exactly_what_whole_histories_give(goal, impute, whi
     assert all(len(r.history) <= 3 and set(r.summary_metrics) <= {"loss"} for r in lean)
 
 
-def _assert_as_unmodified(searcher: SweepsSearcher, config, trials: list[Trial]) -> dict:
+def _assert_as_unmodified(engine, searcher: SweepsSearcher, config, trials: list[Trial]) -> dict:
     """The searcher's next suggestion and search info are the unmodified engine's, given whole histories."""
-    import sweeps
-
     ours = searcher.suggest(trials)
     n, attempt = searcher._last_draw
-    with seeded(derived_seed(searcher.seed, n, attempt)):
-        theirs = sweeps.next_run(config.engine_config(), [sweep_run(t) for t in trials])
-    assert ours == to_json({k: v["value"] for k, v in theirs.config.items()})
+    theirs, info = engine(config.engine_config(), trials, derived_seed(searcher.seed, n, attempt))
+    assert ours == theirs
     # json.dumps: the info holds NaN (no prediction without a fit), which == would never match
-    assert json.dumps(searcher.last_info) == json.dumps(to_json(theirs.search_info))
+    assert json.dumps(searcher.last_info) == json.dumps(info)
     return ours
 
 
-def test_lean_bayes_is_the_engine_over_every_parameter_kind_at_400_runs_with_long_histories() -> None:
+def test_lean_bayes_is_the_engine_over_every_parameter_kind_at_400_runs_with_long_histories(engine) -> None:
     # The issue's point (400 prior runs, long histories) over nested, categorical, log, int, q and constant
     # parameters, then a few suggestions in sequence with running / failed / new runs in between.
     parameters = {
@@ -141,21 +146,21 @@ def test_lean_bayes_is_the_engine_over_every_parameter_kind_at_400_runs_with_lon
         trials.append(Trial(f"r{i}", c, state, summary, history))
     searcher = SweepsSearcher(config, seed=7)
     for step in range(3):
-        c = _assert_as_unmodified(searcher, config, trials)
+        c = _assert_as_unmodified(engine, searcher, config, trials)
         assert "random sample" not in (searcher.last_info or {}).get("warnings", ""), "the GP must fit"
         trials.append(Trial(f"s{step}", c, ["running", "failed", "finished"][step], {"loss": loss(c)}, [{"loss": 0}]))
 
 
 @pytest.mark.parametrize("runs", [0, 1, 2])
-def test_lean_bayes_is_the_engine_before_there_are_two_points_to_fit(runs: int) -> None:
+def test_lean_bayes_is_the_engine_before_there_are_two_points_to_fit(engine, runs: int) -> None:
     config = load_sweep_config(
         {"method": "bayes", "metric": {"name": "loss"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}}
     )
     trials = [Trial(str(i), {"x": i / 3}, "finished", {"loss": float(i)}) for i in range(runs)]
-    _assert_as_unmodified(SweepsSearcher(config, seed=1), config, trials)
+    _assert_as_unmodified(engine, SweepsSearcher(config, seed=1), config, trials)
 
 
-def test_random_draws_exactly_what_the_engine_draws_from_the_space_validated_once() -> None:
+def test_random_draws_exactly_what_the_engine_draws_from_the_space_validated_once(engine) -> None:
     # The searcher validates the space once and samples it as sweeps' random search does on every call; every
     # kind of parameter (nested ones and constants included), over many suggestions and retries, must match.
     config = load_sweep_config(
@@ -174,16 +179,12 @@ def test_random_draws_exactly_what_the_engine_draws_from_the_space_validated_onc
             },
         }
     )
-    import sweeps
-
     searcher = SweepsSearcher(config, seed=3)
     trials: list[Trial] = []
     for i in range(60):
         ours = searcher.suggest(trials)
         n, attempt = searcher._last_draw
-        with seeded(derived_seed(3, n, attempt)):
-            theirs = sweeps.next_run(config.engine_config(), [sweep_run(t) for t in trials])
-        assert ours == {k: v["value"] for k, v in theirs.config.items()}
+        assert ours == engine(config.engine_config(), trials, derived_seed(3, n, attempt))[0]
         assert ours["const"] == 7 and set(ours["net"]) == {"width", "drop"}
         if i % 5 != 4:  # every fifth draw is asked again, as after a duplicate the store refused
             trials.append(Trial(str(i), ours, "finished"))
@@ -253,6 +254,29 @@ def test_a_seed_fixes_the_sequence_across_restarts_and_leaves_global_rngs_alone(
     assert (np.random.random(), random.random()) == before
     assert _sequence(config, 42, 8, restart_at=5) == first
     assert _sequence(config, 43, 8) != first
+
+
+@pytest.mark.parametrize("method", ["random", "bayes"])
+def test_another_thread_drawing_from_the_global_rngs_does_not_move_the_sequence(
+    monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    # A Prefect or wandb worker thread drawing from `random` / `np.random` (retry jitter, ids) can run between a
+    # suggestion's seeding and its draws. Here every seeding of the global RNGs is followed by such a draw.
+    config = {"method": method, "metric": {"name": "loss"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    expected = _sequence(config, 42, 8)
+    py_seed, np_seed = random.seed, np.random.seed
+
+    def py_seed_then_draw(*args, **kwargs):
+        py_seed(*args, **kwargs)
+        random.random()
+
+    def np_seed_then_draw(*args, **kwargs):
+        np_seed(*args, **kwargs)
+        np.random.random()
+
+    monkeypatch.setattr(random, "seed", py_seed_then_draw)
+    monkeypatch.setattr(np.random, "seed", np_seed_then_draw)
+    assert _sequence(config, 42, 8) == expected
 
 
 def test_metric_series_reads_one_column_of_the_histories() -> None:

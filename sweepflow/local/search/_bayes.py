@@ -19,7 +19,8 @@ What ``sweeps`` does on every call, and what is done here instead (issue 13, "Fa
   same log-marginal likelihood without it.
 
 Everything from the fitted GP to the config (expected improvement, the kernel-bounds fallback, ``ppf``) is
-W&B's code. The global RNGs are consumed in the engine's order, so ``tests/search_tests/test_sweeps_engine.py``
+W&B's code. The draws the engine makes from the global numpy RNG come here from a generator passed in (seeded as
+the engine's global one would be), in the engine's order, so ``tests/search_tests/test_sweeps_engine.py``
 can require identical configs and search info.
 """
 
@@ -163,11 +164,12 @@ class LeanBayes:
         y *= -1 if maximize else 1
         return sample_X, current_X, y, warns
 
-    def next_run(self, runs: Sequence[SweepRun]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The suggested config (``{name: {"value": v}}``, as the engine returns it) and its search info."""
+    def next_run(self, runs: Sequence[SweepRun], rng: np.random.RandomState) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The suggested config (``{name: {"value": v}}``, as the engine returns it) and its search info; ``rng``
+        makes the draws the engine makes from ``np.random``."""
         sample_X, current_X, y, warns = self._gp_data([self.values(r) for r in runs])
         d = len(self.params.searchable_params)
-        x, info = _next_sample(sample_X, y, d, current_X if len(current_X) > 0 else None)
+        x, info = _next_sample(sample_X, y, d, current_X if len(current_X) > 0 else None, rng)
         for param in self.params:
             if param.type != HyperParameter.CONSTANT:
                 param.value = param.ppf(x[self.params.param_names_to_index[param.name]])
@@ -182,7 +184,9 @@ def _extremum(run: SweepRun, name: str, kind: str) -> Any:
         return None
 
 
-def _next_sample(sample_X: np.ndarray, y: np.ndarray, d: int, current_X: Any) -> tuple[np.ndarray, dict[str, Any]]:
+def _next_sample(
+    sample_X: np.ndarray, y: np.ndarray, d: int, current_X: Any, rng: np.random.RandomState
+) -> tuple[np.ndarray, dict[str, Any]]:
     """``sweeps.bayes_search.next_sample`` with ``X_bounds = [[0.0, 1.0]] * d``, as bayes_search_next_run calls it."""
     sample_X, y = np.array(sample_X), np.array(y)
     if len(sample_X.shape) != 2:
@@ -194,10 +198,10 @@ def _next_sample(sample_X: np.ndarray, y: np.ndarray, d: int, current_X: Any) ->
     X, fy = filter_nans(sample_X, y)
     if X.shape[0] < 2:  # too few points to fit: a random point
         prediction = 0.0 if X.shape[0] < 1 else fy[0]
-        return np.random.uniform(size=(1, d))[0], _info(1.0, prediction, np.nan, np.nan, "")
-    gp, y_mean, y_stddev = train_gaussian_process(X, fy, current_X)
+        return rng.uniform(size=(1, d))[0], _info(1.0, prediction, np.nan, np.nan, "")
+    gp, y_mean, y_stddev = train_gaussian_process(X, fy, current_X, rng=rng)
     # next_sample's random_sample draws np.random.uniform() row by row: u * (1.0 - 0.0) + 0.0 == u
-    test_X = np.random.uniform(size=(NUM_POINTS_TO_TRY, d))
+    test_X = rng.uniform(size=(NUM_POINTS_TO_TRY, d))
     y_pred, y_pred_std = _predict(gp, test_X)
     min_norm_y = (np.min(fy) - y_mean) / y_stddev
     Z = -(y_pred - min_norm_y) / (y_pred_std + STD_NUMERICAL_STABILITY_EPSILON)
@@ -216,7 +220,7 @@ def _next_sample(sample_X: np.ndarray, y: np.ndarray, d: int, current_X: Any) ->
                     "\n Some dimmensions of kernel are close to their bounds (bad fit), the next sample will be a "
                     "random sample within parameter space"
                 )
-                best = np.random.randint(0, test_X.shape[0] - 1)
+                best = rng.randint(0, test_X.shape[0] - 1)
                 break
             idx += 1
     z_best = -(y_pred[best] - min_norm_y) / (y_pred_std[best] + STD_NUMERICAL_STABILITY_EPSILON)

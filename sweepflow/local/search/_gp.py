@@ -100,12 +100,17 @@ def fit_normalized_gaussian_process(X: Any, y: Any, nu: float = 1.5) -> tuple[Ma
 
 
 def train_gaussian_process(
-    sample_X: np.ndarray, sample_y: np.ndarray, current_X: Any = None, nu: float = 1.5, max_samples: int = 100
+    sample_X: np.ndarray,
+    sample_y: np.ndarray,
+    current_X: Any = None,
+    nu: float = 1.5,
+    max_samples: int = 100,
+    rng: np.random.RandomState | None = None,
 ) -> tuple[MaternGP, Any, Any]:
     """``sweeps.bayes_search.train_gaussian_process`` (its checks and the same draws), fitting :class:`MaternGP`.
 
-    Above ``max_samples`` runs the engine fits on a resample (``np.random.randint``); runs in flight get the
-    fitted GP's prediction as a fantasy value and the GP is fitted again.
+    Above ``max_samples`` runs the engine fits on a resample (``np.random.randint``, here ``rng``'s); runs in flight
+    get the fitted GP's prediction as a fantasy value and the GP is fitted again.
     """
     if current_X is not None:
         current_X = np.array(current_X, dtype=float)
@@ -120,7 +125,7 @@ def train_gaussian_process(
     if sample_X.shape[0] != sample_y.shape[0]:
         raise ValueError(f"Sample X and sample y must be the same size {sample_X.shape[0]} {sample_y.shape[0]}")
     if sample_X.shape[0] > max_samples:
-        sample_indices = np.random.randint(sample_X.shape[0], size=max_samples)
+        sample_indices = (rng or np.random).randint(sample_X.shape[0], size=max_samples)
         X = sample_X[sample_indices]
         y = sample_y[sample_indices]
     else:

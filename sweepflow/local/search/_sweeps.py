@@ -2,8 +2,11 @@
 
 ``sweeps`` is pure (config and prior runs in, suggestions out) but it draws from the global ``random`` and
 ``numpy`` states, takes dict configs, and returns numpy scalars that JSON cannot hold. This module is the one
-place that knows that: every suggestion runs with the global RNGs seeded from ``(sweep seed, n)`` and restored
-afterwards, and values come back as plain JSON types.
+place that knows that: every suggestion draws from generators seeded from ``(sweep seed, n)``, and values come back
+as plain JSON types. random and bayes are computed here and draw from private generators in the global ones'
+seeded state (the same numbers; another thread drawing from ``random`` or ``numpy`` meanwhile, a Prefect or
+wandb worker, cannot move them); what still runs in the engine (grid) runs with the global RNGs seeded and
+restored afterwards.
 
 What the engine reads of a run is small, so that is all it is given. bayes reads the metric's minimum or maximum
 over the history and summary, and the last valid history value (``impute: latest``); nothing else of a history.
@@ -151,18 +154,20 @@ class SweepsSearcher(Searcher):
         return out
 
     def suggest(self, trials: Sequence[Trial]) -> dict[str, Any] | None:
+        seed = self._suggestion_seed(trials)
         if self._space is not None:
-            with seeded(self._suggestion_seed(trials)):
-                return {k: to_json(v["value"]) for k, v in self._random_config().items()}
+            return {k: to_json(v["value"]) for k, v in self._random_config(random.Random(seed)).items()}
         runs = self.engine_runs(trials)
-        with seeded(self._suggestion_seed(trials)):
-            if self._config["method"] == "bayes":
-                if self._bayes is None:
-                    from sweepflow.local.search._bayes import LeanBayes
+        if self._config["method"] == "bayes":
+            if self._bayes is None:
+                from sweepflow.local.search._bayes import LeanBayes
 
-                    self._bayes = LeanBayes(self._config)
-                config, info = self._bayes.next_run(runs)
-            else:
+                self._bayes = LeanBayes(self._config)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                config, info = self._bayes.next_run(runs, np.random.RandomState(seed))
+        else:
+            with seeded(seed):
                 run = sweeps.next_run(self._config, runs)
                 if run is None:
                     return None
@@ -170,12 +175,13 @@ class SweepsSearcher(Searcher):
         self.last_info = to_json(info) if info else None
         return {k: to_json(v["value"]) for k, v in config.items()}
 
-    def _random_config(self) -> dict[str, Any]:
+    def _random_config(self, rng: random.Random) -> dict[str, Any]:
         """One draw of ``sweeps.random_search_next_runs`` (the engine's loop, on the space validated once): each
-        parameter's ``sample()`` is ``ppf(random.uniform(0, 1))``, here with :func:`fast_ppf` where it applies."""
+        parameter's ``sample()`` is ``ppf(random.uniform(0, 1))``, here with :func:`fast_ppf` where it applies,
+        and ``rng`` in place of the global ``random``."""
         assert self._space is not None
         for param, fast in zip(self._space, self._fast, strict=True):
-            q = random.uniform(0.0, 1.0)
+            q = rng.uniform(0.0, 1.0)
             param.value = fast(q) if fast is not None and 0.0 < q < 1.0 else param.ppf(q)
         return self._space.to_config()
 
