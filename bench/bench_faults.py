@@ -64,6 +64,7 @@ RUNNER = Path(__file__).resolve().parent / "_campaign_runner.py"
 SHAPES = ("flow", "agent", "cli")
 CAMPAIGN_TIMEOUT_S = 300.0
 WORKERS = 2  # num_workers of every stage
+LEFTOVER_GRACE_S = 10.0  # after the last campaign: a process alive this long after it is left behind
 
 
 @dataclass
@@ -455,18 +456,29 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def _stop_leftovers(home: Path) -> list[int]:
-    """Kill the processes this run left (their environment names its SWEEPFLOW_HOME), by pid."""
+def _processes_of(home: Path) -> dict[int, str]:
+    """pid -> command line of the live processes whose environment names ``home`` as their SWEEPFLOW_HOME."""
     marker = f"SWEEPFLOW_HOME={home}".encode()
-    killed = []
+    found = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         with contextlib.suppress(OSError):
             if marker in Path(entry.path, "environ").read_bytes().split(b"\0"):
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed.append(int(entry.name))
-    return killed
+                found[int(entry.name)] = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode()[:300]
+    return found
+
+
+def _stop_leftovers(home: Path, grace: float = LEFTOVER_GRACE_S) -> list[str]:
+    """Kill the processes this run left, by pid, and return their command lines. A process still ending when the
+    last campaign ends (a standby controller sees its sweep done at its next look) has ``grace`` s to go."""
+    deadline = time.monotonic() + grace
+    while (left := _processes_of(home)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return [f"{pid}: {cmd}" for pid, cmd in left.items()]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -532,6 +544,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "wall_s": wall,
         "load_avg_1min_at_each_campaign_end": bench.load,
         "processes_left_and_killed": len(leftovers),
+        "processes_left": leftovers,
         "machine": machine(),
         **sampler.result(wall),
     }
