@@ -65,6 +65,7 @@ class Driver:
         embedded_agents: bool | None = None,
         queue_served: Callable[[], bool] = lambda: False,
         poll_interval: float = DEFAULTS.poll_interval,
+        engine_ready: Callable[[], bool] = lambda: True,
     ):
         self.store = store
         self.controller = controller
@@ -72,6 +73,8 @@ class Driver:
         self.embedded_agents = embedded_agents
         self.queue_served = queue_served
         self.poll_interval = poll_interval
+        self.engine_ready = engine_ready
+        self._owed = False  # a controller round put off while the engine loads
         self.agent: Agent | None = None
         if embedded_agents or (embedded_agents is None and not queue_served()):
             self.agent = make_agent()
@@ -91,13 +94,19 @@ class Driver:
         # The agent first: a run that exited frees its slot, and a run queued ahead takes it, before anything else.
         done = agent.tick(now, sync=changed) if agent else None
         wants = (
-            changed
+            self._owed
+            or changed
             or now >= controller.next_due
             or (
                 done is not None
                 and (done.exited or done.finished or done.lost or (done.rows and controller.watches_metrics))
             )
         )
+        # While this process still loads the engine (a standby that took over before its imports were done), the
+        # controller's round waits for it rather than block the loop on the import: the agent's rounds go on,
+        # recording exits and starting runs already queued (issue 11: recovery).
+        self._owed = wants and not self.engine_ready()
+        wants = wants and not self._owed
         while wants:
             self.active = controller.tick(now)
             self.controller_ticks += 1
@@ -128,7 +137,8 @@ class Driver:
     @property
     def next_due(self) -> float:
         """When the next round is due on a timer (events come sooner)."""
-        return min(self.controller.next_due, self.agent.next_due if self.agent else math.inf)
+        owed = time.time() + self.poll_interval if self._owed else math.inf
+        return min(self.controller.next_due, self.agent.next_due if self.agent else math.inf, owed)
 
     def wait(self, deadline: float | None = None) -> str:
         """Sleep until ``deadline`` (default :attr:`next_due`), a run's exit, an agent's death (one of this machine
@@ -191,11 +201,16 @@ _PRELOADING: list[threading.Thread] = []
 
 def _preload_in_background() -> None:
     """Start :func:`_preload` in a thread, once per process. The driving loop does not wait for it: runs already
-    queued (the ones lost with a dead controller, the ones queued ahead) are claimed meanwhile; only a decision
-    that needs the engine before it is loaded waits (on the import lock), as it would have."""
+    queued (the ones lost with a dead controller, the ones queued ahead) are claimed meanwhile, and the controller's
+    rounds are put off until it is done (:attr:`Driver.engine_ready`)."""
     if not _PRELOADING:
         _PRELOADING.append(threading.Thread(target=_preload, name="preload", daemon=True))
         _PRELOADING[0].start()
+
+
+def _engine_loaded() -> bool:
+    """False while :func:`_preload_in_background` is still importing the engine."""
+    return not (_PRELOADING and _PRELOADING[0].is_alive())
 
 
 def _take_over(store: Store, controller: Controller, *, stand_by: bool) -> bool:
@@ -296,6 +311,7 @@ def drive(
         embedded_agents=embedded_agents,
         queue_served=queue_served,
         poll_interval=s.poll_interval,
+        engine_ready=_engine_loaded,
     )
     standby = keep_standby and s.standby
     try:

@@ -61,6 +61,31 @@ def test_a_run_that_ends_while_the_round_refills_a_slot_is_seen_by_the_controlle
     assert store.get_sweep(driver.controller.sweep_id).state is SweepState.FINISHED
 
 
+def test_while_the_engine_loads_the_agent_goes_on_and_the_controller_decides_once_it_is_in(
+    store: CountingStore, tmp_path: Path
+) -> None:
+    # A standby that takes over before its imports are done: blocking its loop on them would hold every slot that
+    # frees meanwhile (issue 11). Its rounds record exits and start the run queued ahead; decisions wait.
+    runs, events, loading = FakeRuns(), [], [False]
+    driver = _driver(store, tmp_path, runs, events)
+    driver.engine_ready = lambda: not loading[0]
+    driver.step(0.0)  # two running, one queued ahead
+    loading[0] = True
+    ticks = driver.controller_ticks
+    runs.live()[0].exit(0)
+    events.clear()
+    driver.step(1.0)
+    assert [kind for kind, _, _ in events] == ["finished", "started"]  # the slot went to the run queued ahead
+    assert driver.controller_ticks == ticks and not store.runs(driver.controller.sweep_id, states=["pending"])
+    assert driver.next_due <= time.time() + driver.poll_interval  # it looks again soon, not at the next timer
+    driver.step(1.1)
+    assert driver.controller_ticks == ticks  # still loading
+    loading[0] = False
+    driver.step(1.2)  # nothing new happened, but the round it put off is owed
+    assert driver.controller_ticks == ticks + 1
+    assert len(store.runs(driver.controller.sweep_id, states=["pending"])) == 1  # topped up ahead again
+
+
 def test_rounds_with_nothing_due_touch_no_table(store: CountingStore, tmp_path: Path) -> None:
     driver = _driver(store, tmp_path, FakeRuns())
     driver.step(0.0)
