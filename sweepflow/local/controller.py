@@ -127,12 +127,20 @@ class Controller:
     def searcher(self) -> Searcher:
         """Made at the first decision that needs it: its engine's imports (``sweeps``, scipy: seconds on a busy
         box) stay out of the way of a controller taking a sweep over, whose first work (the runs lost with the
-        dead one, queued again and started) needs no engine. The drive loop loads it in the background."""
+        dead one, queued again and started) needs no engine. The drive loop loads it in the background
+        (:meth:`load`)."""
         return searcher_for(self.config, self._seed)
 
     @functools.cached_property
     def stopper(self) -> Stopper:
         return stopper_for(self.config, self.searcher)
+
+    def load(self) -> None:
+        """Make the searcher and stopper now, with every import of their engine (``sweeps`` and scipy, Optuna,
+        scikit-learn for bayes: seconds on a busy box), so that no decision waits on them: a drive loop calls it
+        in a background thread, and its rounds decide once it is done."""
+        self.stopper.enabled  # noqa: B018 (makes the searcher too)
+        self.searcher.load()
 
     def tick(self, now: float | None = None) -> bool:
         """One round of decisions. Returns False once the sweep has ended (or was never ours to drive)."""

@@ -16,10 +16,12 @@ controller ticks only when something it decides on may have changed.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import Protocol
 
@@ -93,20 +95,21 @@ class Driver:
         changed = self._version is None or self.store.data_version() != self._version
         # The agent first: a run that exited frees its slot, and a run queued ahead takes it, before anything else.
         done = agent.tick(now, sync=changed) if agent else None
+        # While this process still loads the engine (a standby that took over before its imports were done), the
+        # controller's round waits for it rather than block the loop on the import: the agent's rounds go on,
+        # recording exits and starting runs already queued (issue 11: recovery).
+        ready = self.engine_ready()
         wants = (
             self._owed
             or changed
             or now >= controller.next_due
             or (
                 done is not None
-                and (done.exited or done.finished or done.lost or (done.rows and controller.watches_metrics))
+                and (done.exited or done.finished or done.lost or (ready and done.rows and controller.watches_metrics))
             )
         )
-        # While this process still loads the engine (a standby that took over before its imports were done), the
-        # controller's round waits for it rather than block the loop on the import: the agent's rounds go on,
-        # recording exits and starting runs already queued (issue 11: recovery).
-        self._owed = wants and not self.engine_ready()
-        wants = wants and not self._owed
+        self._owed = wants and not ready
+        wants = wants and ready
         while wants:
             self.active = controller.tick(now)
             self.controller_ticks += 1
@@ -176,41 +179,28 @@ def _sweep(store: Store, sweep_id: str) -> Sweep:
     return sweep
 
 
-def _load_engine() -> None:
-    """Import the engine's search modules now: ``sweeps`` imports them (scipy, scikit-learn) at its first suggestion,
-    seconds on a busy box, and a controller must not spend those inside a tick: the lease is renewed at the next
-    round, before anything is decided (a short test TTL may expire meanwhile; the renewal then says so)."""
-    with warnings.catch_warnings():
+def _load(controller: Controller) -> None:
+    """What a driver loads before it decides, off its loop: wandb's record type for the reaper's first read, and
+    the controller's engine (:meth:`Controller.load`). An error here (a config its engine refuses) is left to the
+    first decision, which raises it as it always has."""
+    with contextlib.suppress(Exception), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import sweeps.bayes_search
-        import sweeps.grid_search
-        import sweeps.hyperband_stopping
-        import sweeps.random_search  # noqa: F401
-
-        import sweepflow.local.search._bayes  # noqa: F401
+        load_reader()
+        controller.load()
 
 
-def _preload() -> None:
-    """What a standby loads while it waits: the engine, and wandb's record type for the reaper's first read."""
-    load_reader()
-    _load_engine()
+_LOADING: weakref.WeakKeyDictionary[Controller, threading.Thread] = weakref.WeakKeyDictionary()
 
 
-_PRELOADING: list[threading.Thread] = []
-
-
-def _preload_in_background() -> None:
-    """Start :func:`_preload` in a thread, once per process. The driving loop does not wait for it: runs already
-    queued (the ones lost with a dead controller, the ones queued ahead) are claimed meanwhile, and the controller's
-    rounds are put off until it is done (:attr:`Driver.engine_ready`)."""
-    if not _PRELOADING:
-        _PRELOADING.append(threading.Thread(target=_preload, name="preload", daemon=True))
-        _PRELOADING[0].start()
-
-
-def _engine_loaded() -> bool:
-    """False while :func:`_preload_in_background` is still importing the engine."""
-    return not (_PRELOADING and _PRELOADING[0].is_alive())
+def _load_in_background(controller: Controller) -> Callable[[], bool]:
+    """Start :func:`_load` in a thread, once per controller; returns whether it is done. The driving loop does
+    not wait for it: runs already queued (the ones lost with a dead controller, the one queued ahead) are claimed
+    meanwhile, and the controller's rounds are put off until it is done (``Driver(engine_ready=...)``)."""
+    thread = _LOADING.get(controller)
+    if thread is None:
+        thread = _LOADING[controller] = threading.Thread(target=_load, args=(controller,), name="load", daemon=True)
+        thread.start()
+    return lambda: not thread.is_alive()
 
 
 def _take_over(store: Store, controller: Controller, *, stand_by: bool) -> bool:
@@ -234,7 +224,7 @@ def _take_over(store: Store, controller: Controller, *, stand_by: bool) -> bool:
                 continue  # a live controller of this machine took it meanwhile: stand by for it
         # Never take the sweep from a live controller of this machine, even if its lease lapsed (a busy box can
         # stall its renewal past a short TTL): only its death hands the sweep over.
-        _preload_in_background()  # a driver that dies meanwhile is taken over at once, not after the imports
+        _load_in_background(controller)  # a driver that dies meanwhile is taken over at once, not after the imports
         wait_for_exit(holder, controller.settings.renew_every)
         if _sweep(store, controller.sweep_id).state.is_terminal:
             return False
@@ -311,7 +301,6 @@ def drive(
         embedded_agents=embedded_agents,
         queue_served=queue_served,
         poll_interval=s.poll_interval,
-        engine_ready=_engine_loaded,
     )
     standby = keep_standby and s.standby
     try:
@@ -323,7 +312,7 @@ def drive(
         if standby:
             backend.ensure_standby(sweep_id)
         standby_checked = time.time()
-        _preload_in_background()
+        driver.engine_ready = _load_in_background(controller)
         while True:
             now = time.time()
             if standby and now - standby_checked >= STANDBY_CHECK_EVERY:

@@ -73,6 +73,9 @@ class Searcher(ABC):
     def suggest(self, trials: Sequence[Trial]) -> dict[str, Any] | None:
         """The next config (parameter -> JSON value), or None when the space is exhausted (grid)."""
 
+    def load(self) -> None:  # noqa: B027 (most searchers import all they need when they are made)
+        """Import now what the first suggestion would import: a drive loop calls it off its decision path."""
+
     def _suggestion_seed(self, trials: Sequence[Trial]) -> int:
         # The n-th suggestion of the sweep gets seed (seed, n, attempt); attempt counts calls with the same n,
         # which is how a controller asks again after the store refused a duplicate config. The priors lead the

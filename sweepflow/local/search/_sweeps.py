@@ -153,6 +153,10 @@ class SweepsSearcher(Searcher):
             out.append(cached[1])
         return out
 
+    def load(self) -> None:
+        if self._config["method"] == "bayes":  # scikit-learn: imported at the first bayes suggestion otherwise
+            import sweepflow.local.search._bayes  # noqa: F401
+
     def suggest(self, trials: Sequence[Trial]) -> dict[str, Any] | None:
         seed = self._suggestion_seed(trials)
         if self._space is not None:
