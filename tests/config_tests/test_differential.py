@@ -7,12 +7,15 @@ Each case is drawn from a small grammar of keys and values that W&B users write 
 from __future__ import annotations
 
 import random
+import warnings
 from typing import Any
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from sweepflow.config import SweepConfig
+from sweepflow.config.wandb_check import _first_run
 from tests.wandb_oracle import wandb_accepts
 
 DISTS = [
@@ -120,3 +123,36 @@ def test_models_agree_with_wandb_on_generated_configs(seed: int) -> None:
     assert not disagreements, disagreements[:3]
     # The grammar must exercise both verdicts, or the comparison proves nothing.
     assert 10 < accepted < len(cases) - 10, accepted
+
+
+def _outcome(call, cfg: dict[str, Any]) -> tuple[str, Any]:
+    state, np_state = random.getstate(), np.random.get_state()
+    random.seed(7)
+    np.random.seed(7)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            returned = call(cfg)
+        return "ok", returned == []  # a validator's violations: [] when there are none
+    except Exception as exc:  # the engine's own errors are the subject
+        return type(exc).__name__, str(exc)
+    finally:
+        random.setstate(state)
+        np.random.set_state(np_state)
+
+
+def test_the_grid_and_random_dry_run_is_the_engines_next_run() -> None:
+    # wandb_check calls the method's own function instead of sweeps.next_run (which imports bayes and
+    # scikit-learn for every config): it must raise what the engine raises (type and message) or pass where it
+    # passes, on every generated grid / random config W&B's schema lets through, valid or not by our models.
+    import sweeps
+
+    rng = random.Random(11)
+    cases = [c for c in (_config(rng) for _ in range(2000)) if c.get("method") in ("grid", "random")]
+    cases = [c for c in cases if isinstance(c.get("parameters"), dict) and c["parameters"]]
+    cases = [c for c in cases if _outcome(sweeps.schema_violations_from_proposed_config, c) == ("ok", True)]
+    outcomes = [(_outcome(_first_run, c), _outcome(lambda x: sweeps.next_run(x, []), c)) for c in cases]
+    differing = [(c, o) for c, o in zip(cases, outcomes, strict=True) if o[0] != o[1]]
+    assert not differing, differing[:3]
+    kinds = {ours[0] for ours, _ in outcomes}
+    assert "ok" in kinds and len(kinds) > 1 and len(cases) > 100, (kinds, len(cases))  # both verdicts exercised
