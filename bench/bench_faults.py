@@ -33,7 +33,10 @@ training run or a run given up [0], store integrity problems [none], and the rec
 the kill, or if the kill stopped no run and every slot was busy, from the first run then running ending on its
 own (the next run could not start sooner: a kill of a campaign process, of a controller whose runs an external
 agent serves, of a watching ``launch-sweep --wait``, costs only what it delays that start), to the next run of
-the sweep it hit started. A kill at a stage's end is followed by the next stage's start-up, reported apart. Each
+the sweep it hit started. A kill at a stage's end is followed by the next stage's start-up, reported apart; a kill
+in a stage's start-up (its sweep created, no run of it yet: the campaign process re-run then launches it again)
+is reported in the recovery and also left out of it beside the stage start-up it delayed, as stage start-ups
+are slow on their own (a controller process's start and first decision: seconds on a loaded box). Each
 fault's timeline is in the JSON (runs at the kill, slot free, next run queued and started, driver kept or new);
 the five slowest are printed. Plus the load average and the CPU other processes used meanwhile (the machine is
 shared: say so with the figures).
@@ -397,6 +400,15 @@ class Bench:
         parts = sorted({f.part for f in self.faults})
         by_part = {part: dist([_recovery(f) for f in within if f.part == part]) for part in parts}
         boundary = [f.recovered_at - f.at for f in self.faults if f.next_stage]
+        # A stage's start-up (its sweep created -> its first run started: a controller process's start and first
+        # decision), for the stages no fault fell into, and for those one did (a kill before the sweep had a run).
+        startup, hit_startup = [], []
+        for c in campaigns:
+            for sw in self.sweeps_of(c):
+                starts = [r.started_at for r in self.store.runs(sw.id) if r.started_at]
+                if starts:
+                    hit = any(f.sweep == sw.id and f.at < min(starts) for f in self.faults)
+                    (hit_startup if hit else startup).append(min(starts) - sw.created_at)
         return {
             "injections": len(self.faults),
             "by_part": {p: sum(f.part == p for f in self.faults) for p in sorted({f.part for f in self.faults})},
@@ -413,6 +425,9 @@ class Bench:
             "recovery_s": dist(recovery),
             "recovery_s_by_part": by_part,
             "recovery_s_at_stage_end": dist(boundary),
+            "recovery_s_outside_startups": dist([_recovery(f) for f in within if not _in_startup(f)]),
+            "stage_startup_s": dist(startup),
+            "stage_startup_s_with_a_kill_in_it": dist(hit_startup),
             "kill_to_next_run_s": dist([f.recovered_at - f.at for f in within]),
             "faults": [
                 {
@@ -440,6 +455,11 @@ def _recovery(f: Fault) -> float:
     the end of the one before it may carry the same timestamp, or a few ms less: never below 0)."""
     assert f.recovered_at is not None and f.waited_from is not None
     return max(0.0, f.recovered_at - f.waited_from)
+
+
+def _in_startup(f: Fault) -> bool:
+    """The kill fell into its sweep's start-up: no run of it had started (none queued, or all still pending)."""
+    return all(run.endswith("p") for run in f.runs_at_kill.split())
 
 
 def _driver_change(f: Fault) -> str | None:
@@ -567,6 +587,17 @@ def _print(r: dict[str, Any]) -> None:
         f"recovery (kill, or the first free slot after it -> next run of the sweep started): n={rec['n']} "
         f"p50 {fmt(rec.get('p50'), ' s', 2)}, "
         f"max {fmt(rec.get('max'), ' s', 2)}"
+    )
+    out = r["recovery_s_outside_startups"]
+    print(
+        f"  without kills in a stage's start-up (no run yet): n={out['n']} p50 {fmt(out.get('p50'), ' s', 2)}"
+        f", max {fmt(out.get('max'), ' s', 2)}"
+    )
+    up, hit = r["stage_startup_s"], r["stage_startup_s_with_a_kill_in_it"]
+    print(
+        f"  stage start-up (sweep created -> first run started): p50 {fmt(up.get('p50'), ' s', 2)}, max "
+        f"{fmt(up.get('max'), ' s', 2)} (n={up['n']}); with a kill in it: max {fmt(hit.get('max'), ' s', 2)} "
+        f"(n={hit['n']})"
     )
     end = r["recovery_s_at_stage_end"]
     print(f"  at a stage's end (next stage's first run): n={end['n']} max {fmt(end.get('max'), ' s', 2)}")
