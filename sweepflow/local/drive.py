@@ -179,28 +179,34 @@ def _sweep(store: Store, sweep_id: str) -> Sweep:
     return sweep
 
 
-def _load(controller: Controller) -> None:
-    """What a driver loads before it decides, off its loop: wandb's record type for the reaper's first read, and
-    the controller's engine (:meth:`Controller.load`). An error here (a config its engine refuses) is left to the
-    first decision, which raises it as it always has."""
-    with contextlib.suppress(Exception), warnings.catch_warnings():
+def _load(controller: Controller, engine_in: threading.Event) -> None:
+    """What a driver loads off its loop: the controller's engine (:meth:`Controller.load`), which its first
+    decision waits for, then wandb's record type, which its agent and reaper need once runs have logged. An error
+    loading the engine (a config it refuses) is left to the first decision, which raises it as it always has."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        load_reader()
-        controller.load()
+        try:
+            controller.load()
+        except Exception:  # raised again, where it belongs, by the decision that needs it
+            pass
+        finally:
+            engine_in.set()
+        with contextlib.suppress(Exception):
+            load_reader()
 
 
-_LOADING: weakref.WeakKeyDictionary[Controller, threading.Thread] = weakref.WeakKeyDictionary()
+_LOADING: weakref.WeakKeyDictionary[Controller, threading.Event] = weakref.WeakKeyDictionary()
 
 
 def _load_in_background(controller: Controller) -> Callable[[], bool]:
-    """Start :func:`_load` in a thread, once per controller; returns whether it is done. The driving loop does
-    not wait for it: runs already queued (the ones lost with a dead controller, the one queued ahead) are claimed
-    meanwhile, and the controller's rounds are put off until it is done (``Driver(engine_ready=...)``)."""
-    thread = _LOADING.get(controller)
-    if thread is None:
-        thread = _LOADING[controller] = threading.Thread(target=_load, args=(controller,), name="load", daemon=True)
-        thread.start()
-    return lambda: not thread.is_alive()
+    """Start :func:`_load` in a thread, once per controller; returns whether the engine is in. The driving loop
+    does not wait for it: runs already queued (the ones lost with a dead controller, the one queued ahead) are
+    claimed meanwhile, and the controller's rounds are put off until then (``Driver(engine_ready=...)``)."""
+    engine_in = _LOADING.get(controller)
+    if engine_in is None:
+        engine_in = _LOADING[controller] = threading.Event()
+        threading.Thread(target=_load, args=(controller, engine_in), name="load", daemon=True).start()
+    return engine_in.is_set
 
 
 def _take_over(store: Store, controller: Controller, *, stand_by: bool) -> bool:
