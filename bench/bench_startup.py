@@ -13,7 +13,7 @@ in a fresh ``SWEEPFLOW_HOME`` and times the controller from its spawn to the sto
 started; the trees alternate within a round so that load drifts hit both alike. The config-load figure is the
 process CPU time of one ``load_sweep_config`` of that config file in a fresh interpreter (its first call
 imports W&B's validator and engine). Each tree runs in its own child processes (``PYTHONPATH``; ``--base`` is
-extracted with ``git archive``).
+extracted with ``git archive``, and is their working directory: ``python -c`` puts that first on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def _run(tree: Path, code: str, config: Path, home: Path) -> float:
         "WANDB_MODE": "offline",
         "WANDB_SILENT": "true",
     }
-    out = subprocess.run([sys.executable, "-c", code, str(config)], env=env, capture_output=True, text=True)
+    # cwd: `python -c` and `-m` put the working directory first on sys.path, ahead of PYTHONPATH
+    out = subprocess.run([sys.executable, "-c", code, str(config)], env=env, capture_output=True, text=True, cwd=tree)
     if out.returncode != 0:
         raise RuntimeError(f"{tree}: {out.stderr[-2000:]}")
     return float(out.stdout.strip().splitlines()[-1])

@@ -95,10 +95,12 @@ class Driver:
         changed = self._version is None or self.store.data_version() != self._version
         # The agent first: a run that exited frees its slot, and a run queued ahead takes it, before anything else.
         done = agent.tick(now, sync=changed) if agent else None
-        # While this process still loads the engine (a standby that took over before its imports were done), the
-        # controller's round waits for it rather than block the loop on the import: the agent's rounds go on,
-        # recording exits and starting runs already queued (issue 11: recovery).
-        ready = self.engine_ready()
+        # While this process still loads the engine and its agent has runs (a standby that took over before its
+        # imports were done), the controller's round waits for it rather than block the loop on the import: the
+        # agent's rounds go on, recording exits and starting runs already queued (issue 11: recovery). With no run
+        # of its own there is nothing to go on with: the round imports what it needs at once, the quickest way
+        # to a stage's first run.
+        ready = not (agent and agent.busy) or self.engine_ready()
         wants = (
             self._owed
             or changed
