@@ -182,19 +182,19 @@ def _sweep(store: Store, sweep_id: str) -> Sweep:
 
 
 def _load(controller: Controller, engine_in: threading.Event) -> None:
-    """What a driver loads off its loop: the controller's engine (:meth:`Controller.load`), which its first
-    decision waits for, then wandb's record type, which its agent and reaper need once runs have logged. An error
-    loading the engine (a config it refuses) is left to the first decision, which raises it as it always has."""
+    """What a driver loads off its loop: wandb's record type (its reaper's and agent's first read of a run log),
+    then the controller's engine (:meth:`Controller.load`). An error loading the engine (a config it refuses) is
+    left to the first decision, which raises it as it always has."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        with contextlib.suppress(Exception):
+            load_reader()
         try:
             controller.load()
         except Exception:  # raised again, where it belongs, by the decision that needs it
             pass
         finally:
             engine_in.set()
-        with contextlib.suppress(Exception):
-            load_reader()
 
 
 _LOADING: weakref.WeakKeyDictionary[Controller, threading.Event] = weakref.WeakKeyDictionary()
