@@ -5,6 +5,7 @@ Usage (from the repository root)::
 
     .venv/bin/python bench/bench_startup.py                     # this checkout vs --base 3a815d7, 12 rounds
     .venv/bin/python bench/bench_startup.py --base none --rounds 3
+    .venv/bin/python bench/bench_startup.py --smoke                     # one round, this checkout (the suite)
 
 Every stage of a campaign starts this way (``launch`` spawns ``sweepflow controller ID``), and so does every
 recovery that needs a new controller process; the fault benchmark (``bench_faults.py``) measured stage start-ups
@@ -48,6 +49,8 @@ controller = subprocess.Popen(
 )
 while not (started := [r.started_at for r in backend.store.runs(handle.id) if r.started_at]):
     time.sleep(0.005)
+import sweepflow
+print(sweepflow.__file__, file=sys.stderr)
 print(json.dumps(min(started) - spawned))
 controller.wait()
 """
@@ -61,7 +64,7 @@ print(json.dumps(time.process_time() - t))
 """
 
 
-def _run(tree: Path, code: str, config: Path, home: Path) -> float:
+def _run(tree: Path, code: str, config: Path, home: Path, imported: dict[str, str] | None = None) -> float:
     env = {
         **os.environ,
         "PYTHONPATH": str(tree),
@@ -74,6 +77,8 @@ def _run(tree: Path, code: str, config: Path, home: Path) -> float:
     out = subprocess.run([sys.executable, "-c", code, str(config)], env=env, capture_output=True, text=True, cwd=tree)
     if out.returncode != 0:
         raise RuntimeError(f"{tree}: {out.stderr[-2000:]}")
+    if imported is not None:  # the sweepflow the child imported: the tree under test, or the measurement is void
+        imported[str(tree)] = str(Path(out.stderr.strip().splitlines()[-1]).parent)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -82,7 +87,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--base", default=DEFAULT_BASE, help=f"the 'before' commit (default {DEFAULT_BASE}; 'none')")
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "startup_results.json")
+    parser.add_argument("--smoke", action="store_true", help="one round, this checkout only")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.base, args.rounds = "none", 1
     with tempfile.TemporaryDirectory(prefix="sweepflow-startup-") as tmp:
         trees = {"after": ROOT}
         if args.base != "none":
@@ -102,13 +110,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         startup: dict[str, list[float]] = {name: [] for name in trees}
         load_cpu: dict[str, list[float]] = {name: [] for name in trees}
-        load_avg = []
+        load_avg, imported = [], {}
         for i in range(args.rounds):
             order = list(trees.items()) if i % 2 == 0 else list(reversed(trees.items()))
             for name, tree in order:
                 home = Path(tmp) / f"home-{name}-{i}"
                 home.mkdir()
-                startup[name].append(_run(tree, ONE_STAGE, config, home))
+                startup[name].append(_run(tree, ONE_STAGE, config, home, imported))
                 load_cpu[name].append(_run(tree, LOAD_CONFIG, config, home))
             load_avg.append(os.getloadavg()[0])
     result = {
@@ -116,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": " ".join(["bench/bench_startup.py", *(argv if argv is not None else sys.argv[1:])]),
         "base": args.base,
         "rounds": args.rounds,
+        "sweepflow_imported": {name: imported[str(tree)] for name, tree in trees.items()},
         "spawn_to_first_run_started_s": {name: dist(v) for name, v in startup.items()},
         "first_config_load_cpu_s": {name: dist(v) for name, v in load_cpu.items()},
         "load_avg_1min_after_each_round": load_avg,

@@ -27,6 +27,13 @@ def test_engine_and_spawn_benches_run(tmp_path: Path) -> None:
     assert spawn["popen_without_preexec_fn_ms"] > 0
 
 
+def test_startup_bench_times_a_controller_to_its_first_run(tmp_path: Path) -> None:
+    result = load_bench("bench_startup").main(["--smoke", "--out", str(tmp_path / "startup.json")])
+    assert result["sweepflow_imported"] == {"after": str(BENCH.parent / "sweepflow")}  # it measured this checkout
+    assert result["spawn_to_first_run_started_s"]["after"]["n"] == 1
+    assert result["first_config_load_cpu_s"]["after"]["min"] > 0
+
+
 def test_hyperband_bench_compares_the_same_configs_with_and_without_the_stopper() -> None:
     [seed] = load_bench("bench_hyperband").main(["--smoke"])["seeds"]
     assert seed["same_configs"] and seed["no_stopping"]["epochs"] == 3 * 9
