@@ -174,16 +174,10 @@ class Bench:
         """Training-run processes of the campaign (their environment names one of its running runs)."""
         running = {r.id for s in self.sweeps_of(c) for r in self.store.runs(s.id, states=["running"])}
         pids = []
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                if str(CURVE) not in Path(entry.path, "cmdline").read_bytes().decode(errors="replace"):
-                    continue
-                env = Path(entry.path, "environ").read_bytes().split(b"\0")
-                ids = [e.split(b"=", 1)[1].decode() for e in env if e.startswith(b"WANDB_RUN_ID=")]
-                if ids and ids[0] in running and f"SWEEPFLOW_HOME={self.home}".encode() in env:
-                    pids.append(int(entry.name))
+        for pid, (cmdline, env) in _processes_of(self.home).items():
+            ids = [e.split(b"=", 1)[1].decode() for e in env if e.startswith(b"WANDB_RUN_ID=")]
+            if str(CURVE) in cmdline and ids and ids[0] in running:
+                pids.append(pid)
         return pids
 
     def targets(self, c: Campaign) -> dict[str, int]:
@@ -351,6 +345,8 @@ class Bench:
         run_kills = {f.campaign for f in self.faults if f.part == "run"}
         sweeps, duplicates, lost, over, requeued, short, unexplained, gave_up = [], 0, 0, 0, 0, 0, [], 0
         completed = 0
+        startup: list[float] = []  # stage start-ups no fault fell into
+        hit_startup: list[float] = []
         for c in campaigns:
             stages = self.sweeps_of(c)
             ok = len(stages) == len(c.configs)
@@ -378,6 +374,11 @@ class Bench:
                     if finished + explained < s.run_cap:
                         unexplained.append(f"{c.name} sweep {s.id}: {finished}/{s.run_cap} finished, {s.state_reason}")
                 ok = ok and s.state.value == "finished" and len(runs) == s.run_cap
+                # Its start-up (created -> first run started: a controller process's start and first decision),
+                # apart for the stages a fault fell into (a kill before the sweep had a run).
+                if first := min((r.started_at for r in runs if r.started_at), default=None):
+                    hit = any(f.sweep == s.id and f.at < first for f in self.faults)
+                    (hit_startup if hit else startup).append(first - s.created_at)
                 sweeps.append(
                     {
                         "campaign": c.name,
@@ -400,15 +401,6 @@ class Bench:
         parts = sorted({f.part for f in self.faults})
         by_part = {part: dist([_recovery(f) for f in within if f.part == part]) for part in parts}
         boundary = [f.recovered_at - f.at for f in self.faults if f.next_stage]
-        # A stage's start-up (its sweep created -> its first run started: a controller process's start and first
-        # decision), for the stages no fault fell into, and for those one did (a kill before the sweep had a run).
-        startup, hit_startup = [], []
-        for c in campaigns:
-            for sw in self.sweeps_of(c):
-                starts = [r.started_at for r in self.store.runs(sw.id) if r.started_at]
-                if starts:
-                    hit = any(f.sweep == sw.id and f.at < min(starts) for f in self.faults)
-                    (hit_startup if hit else startup).append(min(starts) - sw.created_at)
         return {
             "injections": len(self.faults),
             "by_part": {p: sum(f.part == p for f in self.faults) for p in sorted({f.part for f in self.faults})},
@@ -476,16 +468,19 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def _processes_of(home: Path) -> dict[int, str]:
-    """pid -> command line of the live processes whose environment names ``home`` as their SWEEPFLOW_HOME."""
+def _processes_of(home: Path) -> dict[int, tuple[str, list[bytes]]]:
+    """pid -> (command line, environment) of the live processes, this one aside, whose environment names ``home``
+    as their SWEEPFLOW_HOME: the bench's own parts, their runs and the runs' wandb-core."""
     marker = f"SWEEPFLOW_HOME={home}".encode()
     found = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         with contextlib.suppress(OSError):
-            if marker in Path(entry.path, "environ").read_bytes().split(b"\0"):
-                found[int(entry.name)] = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode()[:300]
+            env = Path(entry.path, "environ").read_bytes().split(b"\0")
+            if marker in env:
+                cmdline = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found[int(entry.name)] = (cmdline, env)
     return found
 
 
@@ -498,7 +493,7 @@ def _stop_leftovers(home: Path, grace: float = LEFTOVER_GRACE_S) -> list[str]:
     for pid in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    return [f"{pid}: {cmd}" for pid, cmd in left.items()]
+    return [f"{pid}: {cmd[:300]}" for pid, (cmd, _) in left.items()]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
