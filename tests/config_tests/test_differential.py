@@ -7,15 +7,14 @@ Each case is drawn from a small grammar of keys and values that W&B users write 
 from __future__ import annotations
 
 import random
-import warnings
 from typing import Any
 
-import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from sweepflow.config import SweepConfig
 from sweepflow.config.wandb_check import _first_run
+from sweepflow.local.search._sweeps import seeded
 from tests.wandb_oracle import wandb_accepts
 
 DISTS = [
@@ -126,19 +125,12 @@ def test_models_agree_with_wandb_on_generated_configs(seed: int) -> None:
 
 
 def _outcome(call, cfg: dict[str, Any]) -> tuple[str, Any]:
-    state, np_state = random.getstate(), np.random.get_state()
-    random.seed(7)
-    np.random.seed(7)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with seeded(7):  # the global RNGs seeded alike for both calls, and restored
             returned = call(cfg)
         return "ok", returned == []  # a validator's violations: [] when there are none
     except Exception as exc:  # the engine's own errors are the subject
         return type(exc).__name__, str(exc)
-    finally:
-        random.setstate(state)
-        np.random.set_state(np_state)
 
 
 def test_the_grid_and_random_dry_run_is_the_engines_next_run() -> None:
